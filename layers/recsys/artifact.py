@@ -1,0 +1,93 @@
+"""The on-disk model artifact: what training writes and serving reads. No TensorFlow here.
+
+Layout of ``model_artifacts/<version>/``::
+
+    saved_model/     SavedModel (TensorFlow + scann only) with the signatures
+                     recommend(customer_ids: string[B]) -> {product_ids: string[B, K_MAX], scores: float32[B, K_MAX]}
+                         ScaNN top-K_MAX; rows padded with product_id "" and score -inf when fewer results exist
+                     recommend_exact(customer_ids: string[B]) -> same, by brute-force dot products
+                     score(customer_id: string[], product_ids: string[N]) -> {scores: float32[N]}
+                     Unknown ids map to an untrained OOV row inside the model: check them against the
+                     vocabularies below first.
+    manifest.json    version, created_at, data_sha256, parameters, vocabulary sizes, k_max, embedding_dim,
+                     index parameters, scann_recall_at_10, metrics
+    customers.json   the customer vocabulary (list of ids)
+    catalogue.json   {product_id: name} for every product in the model's vocabulary
+    popular.json     [{product_id, score}] most popular first (fallback for unknown customers)
+    purchases.json   {customer_id: [product_id, ...]} products each customer bought in the training data
+
+``model_artifacts/CURRENT`` holds the name of the version that is served.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+SAVED_MODEL_DIR = "saved_model"
+MANIFEST = "manifest.json"
+CUSTOMERS = "customers.json"
+CATALOGUE = "catalogue.json"
+POPULAR = "popular.json"
+PURCHASES = "purchases.json"
+CURRENT = "CURRENT"
+
+
+def _read_json(path: Path) -> Any:
+    with path.open(encoding="utf-8") as f:
+        return json.load(f)
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """Lazy reader of one artifact version directory."""
+
+    path: Path
+
+    @property
+    def saved_model_path(self) -> Path:
+        return self.path / SAVED_MODEL_DIR
+
+    @cached_property
+    def manifest(self) -> dict[str, Any]:
+        manifest: dict[str, Any] = _read_json(self.path / MANIFEST)
+        return manifest
+
+    @property
+    def version(self) -> str:
+        return str(self.manifest["version"])
+
+    @property
+    def k_max(self) -> int:
+        return int(self.manifest["k_max"])
+
+    @cached_property
+    def customers(self) -> frozenset[str]:
+        return frozenset(_read_json(self.path / CUSTOMERS))
+
+    @cached_property
+    def catalogue(self) -> dict[str, str]:
+        catalogue: dict[str, str] = _read_json(self.path / CATALOGUE)
+        return catalogue
+
+    @cached_property
+    def popular(self) -> list[tuple[str, float]]:
+        return [(row["product_id"], float(row["score"])) for row in _read_json(self.path / POPULAR)]
+
+    @cached_property
+    def purchases(self) -> dict[str, frozenset[str]]:
+        return {customer: frozenset(products) for customer, products in _read_json(self.path / PURCHASES).items()}
+
+
+def write_json(path: Path, value: Any) -> None:
+    path.write_text(json.dumps(value, ensure_ascii=False, separators=(",", ":")), encoding="utf-8")
+
+
+def mark_current(artifacts_root: Path, version: str) -> None:
+    """Make ``version`` the served one (atomic rename, so a reader never sees a half-written name)."""
+    tmp = artifacts_root / f".{CURRENT}.tmp"
+    tmp.write_text(version + "\n", encoding="utf-8")
+    tmp.replace(artifacts_root / CURRENT)

@@ -1,0 +1,33 @@
+"""`recsys` command line: train | evaluate | serve | bench. Each subcommand imports its heavy modules lazily."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# subcommand -> module exposing `add_arguments(parser)` and `run(args) -> int`
+SUBCOMMANDS = {
+    "train": ("recsys.training.train", "train, evaluate and export a model; mark it current"),
+    "evaluate": ("recsys.training.evaluate", "time-split evaluation of a model against baselines"),
+    "serve": ("recsys.serve", "run the API locally on an embedded DynamoDB"),
+    "bench": ("recsys.bench", "run the benchmarks and write a results file"),
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="recsys", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    wanted = (list(argv) if argv is not None else sys.argv[1:])[:1]
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        sub = commands.add_parser(name, help=help_text)
+        if wanted == [name]:  # only the chosen subcommand's module is imported
+            importlib.import_module(module_name).add_arguments(sub)
+    args = parser.parse_args(argv)
+    module = importlib.import_module(SUBCOMMANDS[args.command][0])
+    return int(module.run(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
