@@ -8,6 +8,8 @@ UV := $(TOOLS)/bin/uv
 VENV := .venv
 RUN := $(UV) run --frozen --no-sync
 export UV_CACHE_DIR ?= $(CURDIR)/.cache/uv
+# use the machine's Python 3.11 or 3.12; never download one
+export UV_PYTHON_PREFERENCE ?= only-system
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 PYTEST_ARGS ?=
 

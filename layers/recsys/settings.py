@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 
 from pydantic import AliasChoices, Field
@@ -35,8 +34,3 @@ class Settings(BaseSettings):
             return self.model_dir
         current = self.artifacts_root / "CURRENT"
         return self.artifacts_root / current.read_text().strip()
-
-
-@lru_cache(maxsize=1)
-def get_settings() -> Settings:
-    return Settings()

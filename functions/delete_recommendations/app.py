@@ -1,0 +1,4 @@
+from recsys.api import delete_router
+from recsys.handler import make_handler
+
+handler = make_handler(delete_router)

@@ -1,0 +1,75 @@
+"""API Gateway HTTP API (payload v2) events and a Lambda context, generated rather than pasted.
+
+Used by the tests and by `recsys bench` to invoke the Lambda handlers the way API Gateway does.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+ROUTE_KEY = "/customers/{customer_id}/recommendations"
+
+
+def http_api_event(
+    method: str,
+    customer_id: str,
+    *,
+    query: dict[str, str] | None = None,
+    body: Any = None,
+    raw_body: str | None = None,
+    user_agent: str = "recsys",
+) -> dict[str, Any]:
+    path = f"/customers/{customer_id}/recommendations"
+    text = raw_body if raw_body is not None else (json.dumps(body) if body is not None else None)
+    event: dict[str, Any] = {
+        "version": "2.0",
+        "routeKey": f"{method} {ROUTE_KEY}",
+        "rawPath": path,
+        "rawQueryString": urlencode(query or {}),
+        "headers": {"content-type": "application/json", "host": "api.example.com", "user-agent": user_agent},
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "api",
+            "domainName": "api.example.com",
+            "domainPrefix": "api",
+            "http": {
+                "method": method,
+                "path": path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": "127.0.0.1",
+                "userAgent": user_agent,
+            },
+            "requestId": str(uuid.uuid4()),
+            "routeKey": f"{method} {ROUTE_KEY}",
+            "stage": "$default",
+            "time": "30/Nov/2026:00:00:00 +0000",
+            "timeEpoch": 1796083200000,
+        },
+        "pathParameters": {"customer_id": customer_id},
+        "isBase64Encoded": False,
+    }
+    if query:
+        event["queryStringParameters"] = query
+    if text is not None:
+        event["body"] = text
+    return event
+
+
+@dataclass
+class FakeLambdaContext:
+    """The attributes Powertools and Mangum read from a Lambda context."""
+
+    function_name: str = "recsys-test"
+    function_version: str = "$LATEST"
+    memory_limit_in_mb: int = 512
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:recsys-test"
+    aws_request_id: str = "00000000-0000-0000-0000-000000000000"
+    log_group_name: str = "/aws/lambda/recsys-test"
+    log_stream_name: str = "test"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 30_000

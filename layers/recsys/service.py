@@ -1,0 +1,134 @@
+"""The four operations: pure logic over the store and the recommender.
+
+Every change is a read-modify-write of the customer's item, conditional on its version and retried a bounded
+number of times, so concurrent writers never lose each other's changes.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+
+from recsys.errors import ConflictError, NotFoundError, UnprocessableError, VersionConflict
+from recsys.recommender import Recommender
+from recsys.schemas import Item, ProductInput, RecommendationList, Source
+from recsys.settings import Settings
+from recsys.store import RecommendationStore, StoredItem, StoredList
+
+MAX_EXCLUDED = 2000
+
+
+def to_response(stored: StoredList) -> RecommendationList:
+    return RecommendationList(
+        customer_id=stored.customer_id,
+        items=[Item(product_id=i.product_id, score=i.score, source=i.source, name=i.name) for i in stored.items],
+        model_version=stored.model_version,
+        updated_at=stored.updated_at,
+        version=stored.version,
+    )
+
+
+class RecommendationService:
+    def __init__(self, settings: Settings, store: RecommendationStore, recommender: Callable[[], Recommender]) -> None:
+        self.settings = settings
+        self.store = store
+        self._recommender = recommender  # called only by generate and update: show/delete never load the model
+
+    def show(self, customer_id: str) -> RecommendationList:
+        stored = self.store.get(customer_id)
+        if stored is None:
+            raise _no_list(customer_id)
+        return to_response(stored)
+
+    def generate(self, customer_id: str, k: int, exclude_purchased: bool = False) -> RecommendationList:
+        """Top-k from the model (popular products for customers the model does not know), stored and returned."""
+        model = self._recommender()
+        source: Source
+        if model.knows_customer(customer_id):
+            candidates, source = model.recommend(customer_id), "model"
+        else:
+            candidates, source = model.popular(), "popular"
+        skip = model.purchased(customer_id) if exclude_purchased else frozenset()
+
+        def apply(stored: StoredList) -> StoredList:
+            hidden = stored.excluded | skip
+            chosen = [(p, s) for p, s in candidates if p not in hidden][:k]
+            items = tuple(StoredItem(p, s, source, model.name(p)) for p, s in chosen)
+            return stored.evolve(items=items, model_version=model.version)
+
+        return to_response(self._write(customer_id, apply, create=True))
+
+    def update(self, customer_id: str, products: list[ProductInput]) -> RecommendationList:
+        """Merge the given products (model-scored where no score is given), best first; lifts their exclusion."""
+        new_items = self._score(customer_id, products)
+
+        def apply(stored: StoredList) -> StoredList:
+            merged = {i.product_id: i for i in stored.items} | {i.product_id: i for i in new_items}
+            if len(merged) > self.settings.max_items:
+                raise UnprocessableError(
+                    f"The list would hold {len(merged)} products; at most {self.settings.max_items} are kept",
+                    {"max_items": self.settings.max_items},
+                )
+            items = tuple(sorted(merged.values(), key=lambda i: i.score, reverse=True))
+            return stored.evolve(items=items, excluded=stored.excluded - merged.keys())
+
+        return to_response(self._write(customer_id, apply, create=True))
+
+    def delete(self, customer_id: str, product_ids: list[str]) -> RecommendationList:
+        """Remove the products and remember them as excluded, so regeneration does not bring them back."""
+        removed = frozenset(product_ids)
+
+        def apply(stored: StoredList) -> StoredList:
+            excluded = stored.excluded | removed
+            if len(excluded) > MAX_EXCLUDED:
+                raise UnprocessableError(f"At most {MAX_EXCLUDED} products can be excluded per customer")
+            items = tuple(i for i in stored.items if i.product_id not in removed)
+            return stored.evolve(items=items, excluded=excluded)
+
+        return to_response(self._write(customer_id, apply, create=False))
+
+    def _score(self, customer_id: str, products: list[ProductInput]) -> list[StoredItem]:
+        """Stored items for the given products: the caller's score where given, otherwise the model's."""
+        model = self._recommender()
+        to_score = [p.product_id for p in products if p.score is None]
+        unknown = model.unknown_products(to_score)
+        if unknown:
+            raise UnprocessableError(
+                "The model does not know these products; give them a score", {"unknown_product_ids": unknown}
+            )
+        if to_score and not model.knows_customer(customer_id):
+            raise UnprocessableError(
+                "The model does not know this customer; give every product a score", {"customer_id": customer_id}
+            )
+        model_scores = dict(zip(to_score, model.score(customer_id, to_score) if to_score else [], strict=True))
+        return [
+            StoredItem(p.product_id, p.score, "manual", model.name(p.product_id))
+            if p.score is not None
+            else StoredItem(p.product_id, model_scores[p.product_id], "model", model.name(p.product_id))
+            for p in products
+        ]
+
+    def _write(self, customer_id: str, apply: Callable[[StoredList], StoredList], *, create: bool) -> StoredList:
+        """Read, apply, write conditionally; on a lost race re-read and re-apply, a bounded number of times."""
+        for attempt in range(self.settings.write_retries):
+            stored = self.store.get(customer_id)
+            if stored is None:
+                if not create:
+                    raise _no_list(customer_id)
+                stored = StoredList(customer_id=customer_id)
+            try:
+                return self.store.put(apply(stored))
+            except VersionConflict:
+                time.sleep(random.uniform(0, 0.01 * 2**attempt))  # noqa: S311 - jitter, not security
+        raise ConflictError(
+            "The list changed concurrently too often; retry the request",
+            {"attempts": self.settings.write_retries},
+        )
+
+
+def _no_list(customer_id: str) -> NotFoundError:
+    return NotFoundError(
+        f"No recommendations stored for customer {customer_id}",
+        {"hint": f"POST /customers/{customer_id}/recommendations generates them"},
+    )

@@ -1,0 +1,80 @@
+"""Shared fixtures: a small real model trained once per session on a slice of the shipped data, and a moto-backed
+DynamoDB table created from template.yaml's own definition."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import importlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+from recsys import dependencies
+from recsys.local_stack import create_table
+from recsys.settings import REPO_ROOT
+
+DATA = REPO_ROOT / "model_artifacts" / "data" / "online_retail.csv.gz"
+SLICE_CUSTOMERS = 40  # the first customers of the data set, 17850 among them (the events' customer)
+TABLE = "recommendations-test"
+KNOWN_CUSTOMER = "17850"
+UNKNOWN_CUSTOMER = "new-customer-1"
+
+
+def write_data_slice(path: Path, customers: int = SLICE_CUSTOMERS) -> Path:
+    """The shipped file's rows for its first ``customers`` customers, in the same raw format."""
+    chosen: set[str] = set()
+    with gzip.open(DATA, "rt", newline="") as src, gzip.open(path, "wt", newline="") as dst:
+        reader = csv.reader(src)
+        writer = csv.writer(dst)
+        header = next(reader)
+        writer.writerow(header)
+        column = header.index("CustomerID")
+        for row in reader:
+            customer = row[column]
+            if customer and (customer in chosen or len(chosen) < customers):
+                chosen.add(customer)
+                writer.writerow(row)
+    return path
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real (small) two-tower model trained and exported by the production code path."""
+    from recsys.training.train import TrainParams, train_and_export
+
+    root = tmp_path_factory.mktemp("artifacts")
+    data = write_data_slice(root / "slice.csv.gz")
+    return train_and_export(data, root, params=TrainParams.tiny(), version="test")
+
+
+@pytest.fixture
+def aws(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """moto's DynamoDB with the template's table; the service configured for it. Yields a DynamoDB client."""
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+        "TABLE_NAME": TABLE,
+        "MODEL_DIR": str(model_dir),
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_METRICS_NAMESPACE": "RecsysTest",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("DYNAMODB_ENDPOINT_URL", raising=False)
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        create_table(client, TABLE)
+        dependencies.reset()
+        yield client
+        dependencies.reset()
+
+
+def lambda_handler(operation: str) -> Any:
+    """The handler a function's ImageConfig.Command names, e.g. functions.show_recommendations.app.handler."""
+    return importlib.import_module(f"functions.{operation}.app").handler
