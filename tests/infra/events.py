@@ -1,0 +1,93 @@
+"""The events in infra/events, one per function: tests.events' HTTP API (payload 2.0) event, made what API Gateway
+delivers for an IAM-signed request (awscurl) with fixed ids, so the files are reproducible.
+
+They serve `sam local invoke <Function> -e infra/events/<op>.json`, the Lambda console and the template-driven invoke
+test. Regenerate after editing: `python -m tests.infra.events` (test_events.py fails when the files drift). The ids
+exist in the shipped training data.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from tests.events import http_api_event
+
+REPO = Path(__file__).resolve().parents[2]
+EVENTS_DIR = REPO / "infra" / "events"
+
+CUSTOMER_ID = "17850"
+# one product for the model to score, one with the caller's score
+UPDATED_PRODUCTS: list[dict[str, Any]] = [{"product_id": "85123A"}, {"product_id": "71053", "score": 0.9}]
+DELETED_PRODUCT_IDS = ["84406B"]
+
+# operation (the functions/<operation> folder) -> (method, query string parameters, JSON body)
+OPERATIONS: dict[str, tuple[str, dict[str, str], Any]] = {
+    "customer_recommendations": ("POST", {"k": "10", "exclude_purchased": "false"}, None),
+    "show_recommendations": ("GET", {}, None),
+    "update_recommendations": ("PATCH", {}, {"products": UPDATED_PRODUCTS}),
+    "delete_recommendations": ("DELETE", {}, {"product_ids": DELETED_PRODUCT_IDS}),
+}
+API_ID = "a1b2c3d4e5"  # made up; the account id is the AWS documentation's placeholder
+DOMAIN = f"{API_ID}.execute-api.us-east-1.amazonaws.com"
+CALLER = "AIDAEXAMPLECALLERID01"
+CLIENT_IP = "203.0.113.10"
+USER_AGENT = "awscurl/0.36"
+
+
+def signed_request_event(operation: str) -> dict[str, Any]:
+    method, query, body = OPERATIONS[operation]
+    number = list(OPERATIONS).index(operation) + 1
+    event = http_api_event(method, CUSTOMER_ID, query=query or None, body=body)
+    event["headers"] = {
+        "accept": "application/json",
+        "content-length": str(len(event.get("body", ""))),
+        **({"content-type": "application/json"} if body is not None else {}),
+        "host": DOMAIN,
+        "user-agent": USER_AGENT,
+        "x-amz-date": "20261130T000000Z",
+        "x-amzn-trace-id": f"Root=1-692b8900-0000000000000000000000{number:02d}",
+        "x-forwarded-for": CLIENT_IP,
+        "x-forwarded-port": "443",
+        "x-forwarded-proto": "https",
+    }
+    context = event["requestContext"]
+    account = context["accountId"]
+    context |= {
+        "apiId": API_ID,
+        "domainName": DOMAIN,
+        "domainPrefix": API_ID,
+        "requestId": f"Rq{number:02d}EXAMPLEid=",
+        "authorizer": {
+            "iam": {
+                "accountId": account,
+                "callerId": CALLER,
+                "cognitoIdentity": None,
+                "principalOrgId": None,
+                "userArn": f"arn:aws:iam::{account}:user/recommendations-client",
+                "userId": CALLER,
+            }
+        },
+    }
+    context["http"] |= {"sourceIp": CLIENT_IP, "userAgent": USER_AGENT}
+    return event
+
+
+def events() -> dict[str, dict[str, Any]]:
+    """operation -> its event."""
+    return {operation: signed_request_event(operation) for operation in OPERATIONS}
+
+
+def render(event: dict[str, Any]) -> str:
+    return json.dumps(event, indent=2) + "\n"
+
+
+def write(directory: Path = EVENTS_DIR) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    for operation, event in events().items():
+        (directory / f"{operation}.json").write_text(render(event), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    write()

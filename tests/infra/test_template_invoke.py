@@ -1,0 +1,133 @@
+"""Each function invoked the way template.yaml defines it, on its infra/events file, under moto: what
+`sam local invoke <Function> -e infra/events/<op>.json` does where Docker exists, here without Docker or AWS.
+
+Per function: the table is created from the template's own definition, the environment is the template's (Globals
+merged with the function's; the table's Ref resolved to the test table), MODEL_DIR is set as the image sets it (to the
+session's trained model, the `model_dir` fixture of tests/conftest.py), and the handler is the one its
+ImageConfig.Command names, imported like the Lambda runtime does.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+from recsys import dependencies
+from recsys.local_stack import create_table
+
+from tests.events import FakeLambdaContext
+from tests.infra.events import CUSTOMER_ID, DELETED_PRODUCT_IDS, EVENTS_DIR, UPDATED_PRODUCTS
+from tests.infra.template import environment, functions
+
+pytestmark = pytest.mark.slow
+
+REGION = "us-east-1"
+TABLE = "recommendations-invoke"
+GENERATE = "CustomerRecommendationsFunction"
+SHOW = "ShowRecommendationsFunction"
+UPDATE = "UpdateRecommendationsFunction"
+DELETE = "DeleteRecommendationsFunction"
+
+Invoke = Callable[[str], tuple[int, dict[str, Any]]]
+
+
+def skip_until_ready(template: dict[str, Any], request: pytest.FixtureRequest) -> Path:
+    """Temporary gate while the handlers and the model fixture are being written; remove it once they exist.
+    Skips unless every functions/<op>/app.py defines `handler` and tests/conftest.py's `model_dir` can train."""
+    for function in functions(template).values():
+        if not function.source.is_file() or not re.search(r"^handler\b", function.source.read_text(), re.MULTILINE):
+            pytest.skip(f"{function.source.relative_to(function.source.parents[2])} has no `handler` yet")
+    pytest.importorskip("recsys.training.train", reason="the model_dir fixture trains with recsys.training.train")
+    try:
+        model_dir: Path = request.getfixturevalue("model_dir")
+    except pytest.FixtureLookupError:
+        pytest.skip("tests/conftest.py provides no `model_dir` fixture yet")
+    return model_dir
+
+
+@pytest.fixture
+def invoke(
+    template: dict[str, Any], request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Invoke]:
+    """invoke(logical id) -> (status, JSON body): the function's handler on its event, against a fresh table."""
+    model_dir = skip_until_ready(template, request)
+    (table_id,) = [name for name, r in template["Resources"].items() if r["Type"] == "AWS::DynamoDB::Table"]
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_REGION": REGION,  # set by Lambda
+        "AWS_DEFAULT_REGION": REGION,
+        "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon here
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("DYNAMODB_ENDPOINT_URL", raising=False)
+
+    def call(logical_id: str) -> tuple[int, dict[str, Any]]:
+        function = functions(template)[logical_id]
+        for name, value in environment(template, logical_id, {table_id: TABLE}).items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setenv("MODEL_DIR", str(model_dir))  # layers/Dockerfile: ENV MODEL_DIR=/var/task/model
+        dependencies.reset()
+        handler = getattr(importlib.import_module(function.module), function.command.rpartition(".")[2])
+        event = json.loads((EVENTS_DIR / f"{function.operation}.json").read_text(encoding="utf-8"))
+        memory = function.properties.get("MemorySize", template["Globals"]["Function"]["MemorySize"])
+        context = FakeLambdaContext(
+            function_name=logical_id,
+            memory_limit_in_mb=memory,
+            invoked_function_arn=f"arn:aws:lambda:{REGION}:123456789012:function:{logical_id}",
+            aws_request_id=event["requestContext"]["requestId"],
+        )
+        response = handler(event, context)
+        return response["statusCode"], json.loads(response["body"])
+
+    with mock_aws():
+        create_table(boto3.client("dynamodb", region_name=REGION), TABLE, template)
+        yield call
+    dependencies.reset()
+
+
+def product_ids(body: dict[str, Any]) -> list[str]:
+    return [item["product_id"] for item in body["items"]]
+
+
+def test_show_before_any_generate_is_404(invoke: Invoke) -> None:
+    status, body = invoke(SHOW)
+    assert status == 404
+    assert body["error"]["code"]
+
+
+def test_generate_stores_a_list_that_show_returns(invoke: Invoke) -> None:
+    # When the generate function runs on its event (k=10)
+    status, generated = invoke(GENERATE)
+    # Then it returns up to 10 recommendations for the event's customer
+    assert status == 200
+    assert generated["customer_id"] == CUSTOMER_ID
+    assert 0 < len(generated["items"]) <= 10
+    # And show returns what was stored
+    status, shown = invoke(SHOW)
+    assert status == 200
+    assert product_ids(shown) == product_ids(generated)
+
+
+def test_update_merges_the_products_sorted_by_score(invoke: Invoke) -> None:
+    invoke(GENERATE)
+    status, updated = invoke(UPDATE)
+    assert status == 200
+    assert {product["product_id"] for product in UPDATED_PRODUCTS} <= set(product_ids(updated))
+    scores = [item["score"] for item in updated["items"]]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_delete_removes_the_products(invoke: Invoke) -> None:
+    invoke(GENERATE)
+    status, remaining = invoke(DELETE)
+    assert status == 200
+    assert not set(DELETED_PRODUCT_IDS) & set(product_ids(remaining))
