@@ -16,7 +16,7 @@ from tests.infra.template import REPO, functions
 
 TABLE_ARN = {"Fn::GetAtt": ["RecommendationsTable", "Arn"]}
 READ = {"dynamodb:GetItem"}
-WRITE = {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"}
+WRITE = {"dynamodb:GetItem", "dynamodb:PutItem"}  # what recsys.store calls
 ACTIONS = {  # the exact DynamoDB actions each function may call
     "CustomerRecommendationsFunction": WRITE,
     "ShowRecommendationsFunction": READ,
