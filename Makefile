@@ -13,7 +13,7 @@ export UV_PYTHON_PREFERENCE ?= only-system
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 PYTEST_ARGS ?=
 
-.PHONY: help setup serve test check lint format typecheck train evaluate bench stress clean
+.PHONY: help setup serve test check lint format typecheck train evaluate bench stress audit clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -55,6 +55,30 @@ evaluate: setup ## time-split evaluation of the current model against baselines 
 
 bench: setup ## benchmarks; writes bench-results/
 	$(RUN) recsys bench
+
+stress: setup ## long runs: thousands of fuzz cases, contention, broken models, a load test on loopback; then audit
+	$(RUN) pytest -m stress -s $(PYTEST_ARGS)
+	@$(MAKE) --no-print-directory audit
+
+PIP_AUDIT := pip-audit@2.10.1
+audit: setup ## pip-audit the locked dependencies (skipped when offline or the advisory service cannot be reached)
+	@mkdir -p .cache/audit
+	@$(UV) export --frozen --all-groups --no-emit-project --format requirements-txt --quiet \
+		--output-file .cache/audit/requirements.txt
+	@if ! $(UV) tool run $(PIP_AUDIT) --version >/dev/null 2>&1; then \
+		echo "audit: skipped, $(PIP_AUDIT) cannot be installed (offline?)"; \
+	elif $(UV) tool run $(PIP_AUDIT) -r .cache/audit/requirements.txt --disable-pip --progress-spinner off \
+			>.cache/audit/report.txt 2>&1; then \
+		head -n 1 .cache/audit/report.txt; \
+		echo "audit: $$(grep -c 'could not be audited' .cache/audit/report.txt) of $$(grep -c '==' \
+			.cache/audit/requirements.txt) pinned packages unknown to the registry's advisory API (not audited);" \
+			"full report: .cache/audit/report.txt"; \
+	elif grep -qE 'ConnectionError|gaierror|Max retries exceeded|Name or service not known' .cache/audit/report.txt; \
+	then \
+		echo "audit: skipped, the advisory service cannot be reached"; \
+	else \
+		cat .cache/audit/report.txt; exit 1; \
+	fi
 
 clean: ## remove the environment and caches (not the models)
 	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .pytest_cache

@@ -3,6 +3,7 @@ DynamoDB table created from template.yaml's own definition."""
 
 from __future__ import annotations
 
+import copy
 import csv
 import gzip
 import importlib
@@ -13,9 +14,13 @@ from typing import Any
 import boto3
 import pytest
 from moto import mock_aws
+from samtranslator.translator.transform import transform  # type: ignore[import-untyped]
+
 from recsys import dependencies
-from recsys.local_stack import create_table
+from recsys.local_stack import create_table, load_template
 from recsys.settings import REPO_ROOT
+from tests.infra.template import functions
+from tests.local_server import recsys_serve
 
 DATA = REPO_ROOT / "model_artifacts" / "data" / "online_retail.csv.gz"
 SLICE_CUSTOMERS = 40  # the first customers of the data set, 17850 among them (the events' customer)
@@ -78,3 +83,35 @@ def aws(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 def lambda_handler(operation: str) -> Any:
     """The handler a function's ImageConfig.Command names, e.g. functions.show_recommendations.app.handler."""
     return importlib.import_module(f"functions.{operation}.app").handler
+
+
+@pytest.fixture
+def served(model_dir: Path, tmp_path: Path) -> Iterator[str]:
+    """The base URL of a `recsys serve` started for the test (embedded DynamoDB, the session's model)."""
+    with recsys_serve(model_dir, tmp_path / "serve.log") as base:
+        yield base
+
+
+class _NoManagedPolicies:
+    """SAM's managed-policy loader stand-in: asked only for policies named without an ARN, which the template avoids."""
+
+    def load(self) -> dict[str, str]:
+        raise AssertionError("the template names a managed policy without its ARN")
+
+
+@pytest.fixture(scope="session")
+def template() -> dict[str, Any]:
+    return load_template()
+
+
+@pytest.fixture(scope="session")
+def transformed(template: dict[str, Any]) -> dict[str, Any]:
+    """template.yaml as SAM transforms it into the CloudFormation that is deployed (offline; `sam build` sets each
+    image function's ImageUri)."""
+    sam = copy.deepcopy(template)
+    for function in functions(sam).values():
+        function.properties["ImageUri"] = "registry.invalid/recommendations:test"
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("AWS_DEFAULT_REGION", "us-east-1")  # SAM resolves AWS::Region from the boto3 session
+        cloudformation: dict[str, Any] = transform(sam, {}, _NoManagedPolicies())
+    return cloudformation

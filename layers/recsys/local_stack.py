@@ -36,7 +36,7 @@ _CfnLoader.add_multi_constructor("!", _cfn_tag)
 
 def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
     with path.open(encoding="utf-8") as f:
-        template: dict[str, Any] = yaml.load(f, Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass
+        template: dict[str, Any] = yaml.load(f, Loader=_CfnLoader)  # noqa: S506  # nosec B506 - a SafeLoader subclass
     return template
 
 

@@ -17,6 +17,7 @@ from recsys.settings import Settings
 from recsys.store import RecommendationStore, StoredItem, StoredList
 
 MAX_EXCLUDED = 2000
+MAX_BACKOFF = 0.25  # seconds between write attempts at most, however many WRITE_RETRIES allows
 
 
 def to_response(stored: StoredList) -> RecommendationList:
@@ -120,7 +121,7 @@ class RecommendationService:
             try:
                 return self.store.put(apply(stored))
             except VersionConflict:
-                time.sleep(random.uniform(0, 0.01 * 2**attempt))  # noqa: S311 - jitter, not security
+                time.sleep(random.uniform(0, min(MAX_BACKOFF, 0.01 * 2**attempt)))  # noqa: S311  # nosec B311 - jitter, not security
         raise ConflictError(
             "The list changed concurrently too often; retry the request",
             {"attempts": self.settings.write_retries},

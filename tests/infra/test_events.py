@@ -8,7 +8,6 @@ import json
 from typing import Any
 
 from recsys.settings import REPO_ROOT
-
 from tests.infra import events
 from tests.infra.template import functions
 

@@ -8,8 +8,8 @@ import tomllib
 from typing import Any
 
 from cfnlint.api import ManualArgs, lint_file  # type: ignore[import-untyped]
-from recsys.local_stack import TEMPLATE
 
+from recsys.local_stack import TEMPLATE
 from tests.events import ROUTE_KEY
 from tests.infra.events import EVENTS_DIR
 from tests.infra.template import REPO, functions

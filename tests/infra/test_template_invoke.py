@@ -19,9 +19,9 @@ from typing import Any
 import boto3
 import pytest
 from moto import mock_aws
+
 from recsys import dependencies
 from recsys.local_stack import create_table
-
 from tests.events import FakeLambdaContext
 from tests.infra.events import CUSTOMER_ID, DELETED_PRODUCT_IDS, EVENTS_DIR, UPDATED_PRODUCTS
 from tests.infra.template import environment, functions

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from recsys.api import create_app
 
+from recsys.api import create_app
 from tests.conftest import lambda_handler
 from tests.events import FakeLambdaContext, http_api_event
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from recsys.dependencies import get_recommender, get_service, get_settings
 from recsys.errors import ConflictError, VersionConflict
 from recsys.schemas import ProductInput
 from recsys.service import RecommendationService
 from recsys.store import RecommendationStore, StoredList
-
 from tests.conftest import KNOWN_CUSTOMER
 
 

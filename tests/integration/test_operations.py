@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+
 from recsys.dependencies import get_recommender
 from recsys.settings import REPO_ROOT
-
 from tests.conftest import KNOWN_CUSTOMER, TABLE, UNKNOWN_CUSTOMER
 from tests.integration.conftest import Api
 

@@ -1,0 +1,60 @@
+"""HTTP on loopback for the tests: free ports, a small JSON client and `recsys serve` started as a user would."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+STARTUP_SECONDS = 180
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def request(method: str, url: str) -> tuple[int, Any]:
+    """(status, JSON body or raw bytes) of one request; raises OSError (HTTPError) on failure."""
+    import urllib.request
+
+    req = urllib.request.Request(url, method=method)
+    with urllib.request.urlopen(req, timeout=30) as response:  # nosec B310
+        body = response.read()
+        return response.status, json.loads(body) if response.headers.get_content_type() == "application/json" else body
+
+
+@contextmanager
+def recsys_serve(model_dir: Path, log: Path) -> Iterator[str]:
+    """`recsys serve` on free loopback ports with its embedded DynamoDB; yields the base URL. Output goes to ``log``:
+    under load the access log alone would fill a pipe nobody reads and stall the server."""
+    port, dynamodb_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if k not in {"TABLE_NAME", "DYNAMODB_ENDPOINT_URL"}}
+    env |= {"MODEL_DIR": str(model_dir), "AWS_DEFAULT_REGION": "us-east-1", "POWERTOOLS_TRACE_DISABLED": "true"}
+    command = [sys.executable, "-m", "recsys.cli", "serve", "--port", str(port), "--dynamodb-port", str(dynamodb_port)]
+    base = f"http://127.0.0.1:{port}"
+    with log.open("w") as output:
+        process = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT)  # nosec B603
+        try:
+            deadline = time.monotonic() + STARTUP_SECONDS
+            while True:
+                assert process.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, f"recsys serve did not start:\n{log.read_text()}"
+                try:
+                    request("GET", f"{base}/openapi.json")
+                    break
+                except OSError:
+                    time.sleep(0.5)
+            yield base
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
