@@ -1,0 +1,299 @@
+"""Export embedding tables and a ScaNN index as a SavedModel that serving loads with TensorFlow + scann only.
+
+The module holds string->row hash tables, the two embedding tables (each with a trailing all-zero OOV row) and a
+ScaNN searcher built directly with ``scann.scann_ops.builder`` (no TFRS, no Keras), and exposes exactly the
+signatures documented in ``recsys.artifact``.
+
+ScaNN facts this module relies on (scann 1.4.2, pinned by tests/unit/test_export.py):
+
+- with ``dot_product`` the returned "distances" are the dot products themselves (higher is better);
+- brute force returns only ``min(k, N)`` columns; tree + AH returns ``min(k, reorder)`` columns and pads rows it
+  cannot fill with index 0 and a NaN distance. Both are normalised here to exactly ``k_max`` columns, padding with
+  product id ``""`` and score ``-inf``;
+- ``leaves_to_search`` given at search time overrides the built config, also upwards, so it is tuned after one
+  build by measuring recall against brute force;
+- a SavedModel holding ScaNN ops needs ``namespace_whitelist=["Scann"]`` to save and ``import scann`` to load.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+import tensorflow as tf
+from scann.scann_ops.py import scann_ops
+
+from recsys.artifact import SAVED_MODEL_DIR
+
+BRUTE_FORCE_BELOW = 1_000  # catalogues smaller than this are searched exhaustively
+PAD_PRODUCT_ID = ""
+RECALL_SAMPLE = 500  # customers used to measure ScaNN recall@10 against brute force
+RECALL_K = 10
+
+Floats = npt.NDArray[np.float32]
+Ids = npt.NDArray[np.object_]
+
+
+@dataclass(frozen=True)
+class IndexParams:
+    """ScaNN configuration. ``kind="brute_force"`` ignores the tree/AH fields."""
+
+    kind: Literal["brute_force", "tree_ah"]
+    num_leaves: int = 0
+    leaves_to_search: int = 0
+    reorder_num_neighbors: int = 0
+    dimensions_per_block: int = 2
+    anisotropic_quantization_threshold: float = 0.2
+    training_sample_size: int = 100_000
+    min_partition_size: int = 50
+    target_recall_at_10: float = 0.95  # export raises leaves_to_search until the measured recall reaches this
+
+
+def index_params_for(num_products: int, k_max: int = 200) -> IndexParams:
+    """Index parameters from the catalogue size: brute force for small catalogues, otherwise ~sqrt(N) leaves,
+    10% of them searched (raised at export if recall is short) and exact re-ordering of 2*k_max candidates."""
+    if num_products < 1:
+        raise ValueError("the catalogue is empty")
+    if num_products < BRUTE_FORCE_BELOW:
+        return IndexParams(kind="brute_force")
+    num_leaves = round(math.sqrt(num_products))
+    return IndexParams(
+        kind="tree_ah",
+        num_leaves=num_leaves,
+        leaves_to_search=max(1, math.ceil(num_leaves / 10)),
+        reorder_num_neighbors=max(2 * k_max, 100),
+        training_sample_size=min(num_products, 100_000),
+        min_partition_size=max(1, min(50, num_products // (2 * num_leaves))),
+    )
+
+
+def _build_searcher(products: Floats, params: IndexParams, k: int) -> Any:
+    builder = scann_ops.builder(products, k, "dot_product")
+    if params.kind == "brute_force":
+        return builder.score_brute_force().build()
+    return (
+        builder.tree(
+            num_leaves=params.num_leaves,
+            num_leaves_to_search=params.leaves_to_search,
+            training_sample_size=params.training_sample_size,
+            min_partition_size=params.min_partition_size,
+        )
+        .score_ah(
+            params.dimensions_per_block,
+            anisotropic_quantization_threshold=params.anisotropic_quantization_threshold,
+            training_sample_size=params.training_sample_size,
+        )
+        .reorder(params.reorder_num_neighbors)
+        .build()
+    )
+
+
+def _search(searcher: Any, queries: tf.Tensor, params: IndexParams, k: int) -> tuple[tf.Tensor, tf.Tensor]:
+    leaves = params.leaves_to_search if params.kind == "tree_ah" else None
+    result = searcher.search_batched_parallel(queries, final_num_neighbors=k, leaves_to_search=leaves)
+    return result.indices, result.distances
+
+
+def _kth_exact_scores(queries: Floats, products: Floats, k: int) -> Floats:
+    """Each query's exact k-th best score, in chunks so queries x catalogue stays small for 1M products."""
+    chunks = [
+        tf.math.top_k(tf.matmul(queries[i : i + 64], products, transpose_b=True), k).values[:, -1].numpy()
+        for i in range(0, len(queries), 64)
+    ]
+    return np.concatenate(chunks)
+
+
+def _recall_at_10(searcher: Any, queries: Floats, kth: Floats, products: Floats, params: IndexParams, k: int) -> float:
+    """Share of ScaNN's top 10 whose exact score reaches the exact 10th-best score (robust to ties)."""
+    k10 = min(RECALL_K, len(products))
+    indices, distances = _search(searcher, tf.constant(queries), params, k)
+    indices, distances = indices[:, :k10], distances[:, :k10]
+    valid = tf.math.is_finite(distances)
+    exact = tf.einsum("bd,bkd->bk", queries, tf.gather(products, tf.where(valid, indices, 0)))
+    found = valid & (exact >= kth[:, None] - 1e-5 * (1.0 + np.abs(kth[:, None])))
+    return float(tf.reduce_mean(tf.cast(found, tf.float32)))
+
+
+def _tune_leaves(
+    searcher: Any, queries: Floats, products: Floats, params: IndexParams, k: int
+) -> tuple[IndexParams, float]:
+    """Smallest leaves_to_search (doubling, then bisecting) whose recall@10 reaches the target."""
+    kth = _kth_exact_scores(queries, products, min(RECALL_K, len(products)))
+
+    def recall(leaves: int) -> float:
+        return _recall_at_10(searcher, queries, kth, products, replace(params, leaves_to_search=leaves), k)
+
+    best = params.leaves_to_search
+    measured = recall(best)
+    if params.kind == "brute_force" or measured >= params.target_recall_at_10:
+        return params, measured
+    low = best  # invariant: recall(low) < target
+    while measured < params.target_recall_at_10 and best < params.num_leaves:
+        low, best = best, min(params.num_leaves, 2 * best)
+        measured = recall(best)
+    while best - low > max(1, best // 16):  # bisect to within ~6%
+        middle = (low + best) // 2
+        middle_recall = recall(middle)
+        if middle_recall >= params.target_recall_at_10:
+            best, measured = middle, middle_recall
+        else:
+            low = middle
+    return replace(params, leaves_to_search=best), measured
+
+
+def _lookup_table(ids: Ids) -> tf.lookup.StaticHashTable:
+    """id -> row; unknown ids -> len(ids), the OOV row."""
+    initializer = tf.lookup.KeyValueTensorInitializer(
+        tf.constant(ids, dtype=tf.string), tf.range(len(ids), dtype=tf.int64)
+    )
+    return tf.lookup.StaticHashTable(initializer, default_value=len(ids))
+
+
+def _with_oov_row(embeddings: Floats) -> tf.Variable:
+    padded = np.concatenate([embeddings, np.zeros((1, embeddings.shape[1]), np.float32)])
+    return tf.Variable(padded, trainable=False)
+
+
+class RecommenderModule(tf.Module):  # type: ignore[misc]
+    """Embedding tables + ScaNN index with the serving signatures."""
+
+    def __init__(
+        self,
+        customer_ids: Ids,
+        customer_embeddings: Floats,
+        product_ids: Ids,
+        product_embeddings: Floats,
+        searcher: Any,
+        params: IndexParams,
+        k_max: int,
+    ) -> None:
+        super().__init__(name="recommender")
+        self._params = params
+        self._k_max = k_max
+        self._num_products = len(product_ids)
+        self._k_search = min(k_max, self._num_products)
+        self.customer_table = _lookup_table(customer_ids)
+        self.product_table = _lookup_table(product_ids)
+        self.customer_embeddings = _with_oov_row(customer_embeddings)
+        self.product_embeddings = _with_oov_row(product_embeddings)
+        # row N (the padding index) is the empty id
+        self.product_vocabulary = tf.Variable(
+            np.concatenate([product_ids, np.array([PAD_PRODUCT_ID], dtype=object)]), trainable=False, dtype=tf.string
+        )
+        self.scann = searcher.serialize_to_module()
+
+    def _queries(self, customer_ids: tf.Tensor) -> tf.Tensor:
+        return tf.gather(self.customer_embeddings, self.customer_table.lookup(customer_ids))
+
+    def _finalise(self, indices: tf.Tensor, scores: tf.Tensor) -> dict[str, tf.Tensor]:
+        """Drop NaN/out-of-range/duplicate hits, pad to k_max with ("", -inf), best first."""
+        indices = tf.cast(indices, tf.int64)
+        valid = tf.math.is_finite(scores) & (indices >= 0) & (indices < self._num_products)
+        width = tf.shape(indices)[1]
+        earlier = tf.linalg.band_part(tf.ones([width, width], tf.bool), 0, -1) & ~tf.eye(width, dtype=tf.bool)
+        same = tf.equal(indices[:, :, None], indices[:, None, :]) & valid[:, :, None] & earlier[None]
+        valid &= ~tf.reduce_any(same, axis=1)  # a later copy of an earlier valid index is a duplicate
+        scores = tf.where(valid, scores, float("-inf"))
+        indices = tf.where(valid, indices, self._num_products)
+        pad = [[0, 0], [0, self._k_max - width]]
+        scores = tf.pad(scores, pad, constant_values=float("-inf"))
+        indices = tf.pad(indices, pad, constant_values=self._num_products)
+        scores, order = tf.math.top_k(scores, self._k_max)
+        product_ids = tf.gather(self.product_vocabulary, tf.gather(indices, order, batch_dims=1))
+        return {
+            "product_ids": tf.ensure_shape(product_ids, [None, self._k_max]),
+            "scores": tf.ensure_shape(scores, [None, self._k_max]),
+        }
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="customer_ids")])  # type: ignore[untyped-decorator]
+    def recommend(self, customer_ids: tf.Tensor) -> dict[str, tf.Tensor]:
+        searcher = scann_ops.searcher_from_module(self.scann)
+        indices, scores = _search(searcher, self._queries(customer_ids), self._params, self._k_search)
+        return self._finalise(indices, scores)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="customer_ids")])  # type: ignore[untyped-decorator]
+    def recommend_exact(self, customer_ids: tf.Tensor) -> dict[str, tf.Tensor]:
+        products = self.product_embeddings[: self._num_products]
+        scores = tf.matmul(self._queries(customer_ids), products, transpose_b=True)
+        top = tf.math.top_k(scores, self._k_search)
+        return self._finalise(top.indices, top.values)
+
+    @tf.function(  # type: ignore[untyped-decorator]
+        input_signature=[
+            tf.TensorSpec([], tf.string, name="customer_id"),
+            tf.TensorSpec([None], tf.string, name="product_ids"),
+        ]
+    )
+    def score(self, customer_id: tf.Tensor, product_ids: tf.Tensor) -> dict[str, tf.Tensor]:
+        query = self._queries(customer_id[None])[0]
+        products = tf.gather(self.product_embeddings, self.product_table.lookup(product_ids))
+        return {"scores": tf.linalg.matvec(products, query)}
+
+
+def _ids(ids: Sequence[str], embeddings: Floats, what: str) -> Ids:
+    array = np.asarray(ids, dtype=object)
+    if array.ndim != 1 or len(array) != len(embeddings):
+        raise ValueError(f"{len(array)} {what} ids for {len(embeddings)} {what} embeddings")
+    if len(array) == 0:
+        raise ValueError(f"no {what}s")
+    if len(np.unique(array)) != len(array):
+        raise ValueError(f"{what} ids are not unique")
+    return array
+
+
+def export_model(
+    out_dir: Path,
+    customer_ids: Sequence[str],
+    customer_embeddings: npt.ArrayLike,
+    product_ids: Sequence[str],
+    product_embeddings: npt.ArrayLike,
+    *,
+    k_max: int = 200,
+    index: IndexParams | None = None,
+) -> dict[str, Any]:
+    """Write ``out_dir/saved_model`` and return the manifest fields it determines: k_max, embedding_dim,
+    the index parameters actually served and the measured ScaNN recall@10 against brute force."""
+    customers = np.ascontiguousarray(customer_embeddings, dtype=np.float32)
+    products = np.ascontiguousarray(product_embeddings, dtype=np.float32)
+    if customers.ndim != 2 or products.ndim != 2 or customers.shape[1] != products.shape[1]:
+        raise ValueError(f"embedding shapes differ: {customers.shape} vs {products.shape}")
+    customer_array = _ids(customer_ids, customers, "customer")
+    product_array = _ids(product_ids, products, "product")
+    if np.any(product_array == PAD_PRODUCT_ID):
+        raise ValueError("the empty product id is reserved for padding")
+    if k_max < 1:
+        raise ValueError("k_max must be positive")
+    params = index or index_params_for(len(products), k_max)
+    k_search = min(k_max, len(products))
+    if params.kind == "tree_ah" and params.reorder_num_neighbors < k_search:
+        raise ValueError("reorder_num_neighbors must be at least k_max, or ScaNN returns fewer rows")
+
+    searcher = _build_searcher(products, params, k_search)
+    sample = np.random.default_rng(0).permutation(len(customers))[:RECALL_SAMPLE]
+    params, recall = _tune_leaves(searcher, customers[sample], products, params, k_search)
+
+    module = RecommenderModule(customer_array, customers, product_array, products, searcher, params, k_max)
+    signatures = {
+        "recommend": module.recommend.get_concrete_function(),
+        "recommend_exact": module.recommend_exact.get_concrete_function(),
+        "score": module.score.get_concrete_function(),
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tf.saved_model.save(
+        module,
+        str(out_dir / SAVED_MODEL_DIR),
+        signatures=signatures,
+        options=tf.saved_model.SaveOptions(namespace_whitelist=["Scann"]),
+    )
+    return {
+        "k_max": k_max,
+        "embedding_dim": int(products.shape[1]),
+        "index": {"num_products": len(products), **asdict(params)},
+        "scann_recall_at_10": round(recall, 4),
+        "scann_recall_sample": len(sample),
+    }

@@ -1,0 +1,192 @@
+"""export_model: a SavedModel with ScaNN + exact retrieval and scoring, loadable with tensorflow + scann only."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+pytest.importorskip("scann")
+
+import tensorflow as tf
+
+from recsys.training.export import IndexParams, export_model, index_params_for
+
+DIM = 16
+K_MAX = 50
+Floats = npt.NDArray[np.float32]
+
+
+def _ids(prefix: str, n: int) -> list[str]:
+    return [f"{prefix}{i}" for i in range(n)]
+
+
+def _embeddings(n: int, seed: int) -> Floats:
+    return np.random.default_rng(seed).normal(size=(n, DIM)).astype(np.float32)
+
+
+def _load(path: Path) -> Any:
+    return tf.saved_model.load(str(path / "saved_model"))
+
+
+@pytest.fixture(scope="module")
+def catalogue() -> tuple[Floats, Floats]:
+    return _embeddings(40, seed=1), _embeddings(1500, seed=2)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory, catalogue: tuple[Floats, Floats]) -> tuple[Path, dict[str, Any]]:
+    customers, products = catalogue
+    out = tmp_path_factory.mktemp("export")
+    info = export_model(out, _ids("c", len(customers)), customers, _ids("p", len(products)), products, k_max=K_MAX)
+    return out, info
+
+
+def test_index_params_scale_with_catalogue() -> None:
+    assert index_params_for(5).kind == "brute_force"
+    big = index_params_for(1_000_000, k_max=200)
+    assert big.kind == "tree_ah"
+    assert big.num_leaves == 1000
+    assert 1 <= big.leaves_to_search <= big.num_leaves
+    assert big.reorder_num_neighbors >= 200
+    mid = index_params_for(1500)
+    assert mid.num_leaves * mid.min_partition_size <= 1500  # k-means can fill every leaf
+    with pytest.raises(ValueError):
+        index_params_for(0)
+
+
+def test_info_reports_index_and_recall(exported: tuple[Path, dict[str, Any]]) -> None:
+    _, info = exported
+    assert info["k_max"] == K_MAX
+    assert info["embedding_dim"] == DIM
+    assert info["index"]["kind"] == "tree_ah"
+    assert info["index"]["num_products"] == 1500
+    assert info["scann_recall_at_10"] >= 0.95
+    json.dumps(info)  # goes into the manifest
+
+
+def test_recommend_agrees_with_exact_dot_products(
+    exported: tuple[Path, dict[str, Any]], catalogue: tuple[Floats, Floats]
+) -> None:
+    customers, products = catalogue
+    model = _load(exported[0])
+    ids = tf.constant(_ids("c", len(customers)))
+    exact_scores = customers @ products.T
+    expected = np.argsort(-exact_scores, axis=1)[:, :K_MAX]
+
+    exact = model.signatures["recommend_exact"](customer_ids=ids)
+    assert exact["product_ids"].shape == (len(customers), K_MAX)
+    got = np.array([[int(p.decode()[1:]) for p in row] for row in exact["product_ids"].numpy()])
+    np.testing.assert_array_equal(got, expected)
+    assert np.allclose(exact["scores"].numpy(), np.take_along_axis(exact_scores, expected, 1), rtol=1e-5)
+
+    approx = model.signatures["recommend"](customer_ids=ids)
+    assert approx["product_ids"].dtype == tf.string
+    assert approx["scores"].dtype == tf.float32
+    approx_ids = np.array([[int(p.decode()[1:]) for p in row] for row in approx["product_ids"].numpy()])
+    # ScaNN re-orders exactly, so its scores are the true dot products, best first
+    assert np.allclose(approx["scores"].numpy(), np.take_along_axis(exact_scores, approx_ids, 1), rtol=1e-4)
+    assert np.all(np.diff(approx["scores"].numpy(), axis=1) <= 1e-6)
+    overlap = np.mean([len(set(a[:10]) & set(e[:10])) / 10 for a, e in zip(approx_ids, expected, strict=True)])
+    assert overlap >= 0.9
+
+
+def test_score_matches_embeddings_and_unknown_is_zero(
+    exported: tuple[Path, dict[str, Any]], catalogue: tuple[Floats, Floats]
+) -> None:
+    customers, products = catalogue
+    model = _load(exported[0])
+    out = model.signatures["score"](customer_id=tf.constant("c3"), product_ids=tf.constant(["p7", "p0", "unknown"]))
+    expected = [customers[3] @ products[7], customers[3] @ products[0], 0.0]
+    np.testing.assert_allclose(out["scores"].numpy(), expected, rtol=1e-5, atol=1e-6)
+    # unknown customers hit the all-zero OOV row: every score is 0, which is why callers check the vocabulary
+    oov = model.signatures["score"](customer_id=tf.constant("nobody"), product_ids=tf.constant(["p7"]))
+    assert oov["scores"].numpy().tolist() == [0.0]
+
+
+def test_tiny_catalogue_smaller_than_k_max_is_padded(tmp_path: Path) -> None:
+    customers, products = _embeddings(3, seed=3), _embeddings(5, seed=4)
+    info = export_model(tmp_path, _ids("c", 3), customers, _ids("p", 5), products, k_max=200)
+    assert info["index"]["kind"] == "brute_force"
+    model = _load(tmp_path)
+    for signature in ("recommend", "recommend_exact"):
+        out = model.signatures[signature](customer_ids=tf.constant(["c0", "c2"]))
+        ids, scores = out["product_ids"].numpy(), out["scores"].numpy()
+        assert ids.shape == scores.shape == (2, 200)
+        expected = np.argsort(-(customers[[0, 2]] @ products.T), axis=1)
+        assert [[int(p.decode()[1:]) for p in row[:5]] for row in ids] == expected.tolist()
+        assert set(ids[:, 5:].ravel().tolist()) == {b""}
+        assert np.all(np.isneginf(scores[:, 5:]))
+        assert np.all(np.isfinite(scores[:, :5]))
+
+
+def test_scann_short_rows_are_padded_without_nan_or_duplicates(tmp_path: Path) -> None:
+    """Searching 1 of 32 leaves for 200 neighbours: ScaNN fills the rest with index 0 and NaN."""
+    customers, products = _embeddings(4, seed=5), _embeddings(1000, seed=6)
+    params = replace(index_params_for(1000, k_max=200), leaves_to_search=1, target_recall_at_10=0.0)
+    info = export_model(tmp_path, _ids("c", 4), customers, _ids("p", 1000), products, k_max=200, index=params)
+    assert info["index"]["leaves_to_search"] == 1
+    out = _load(tmp_path).signatures["recommend"](customer_ids=tf.constant(_ids("c", 4)))
+    for ids, scores in zip(out["product_ids"].numpy(), out["scores"].numpy(), strict=True):
+        real = ids != b""
+        assert 0 < real.sum() < 200, "expected a short row from a single leaf"
+        assert not np.isnan(scores).any()
+        assert np.all(np.isneginf(scores[~real]))
+        assert np.all(np.isfinite(scores[real]))
+        assert real[: real.sum()].all(), "padding comes last"
+        assert len(set(ids[real].tolist())) == real.sum()
+
+
+@pytest.mark.parametrize(
+    ("customers", "products", "match"),
+    [
+        (["a", "a"], ["p", "q"], "not unique"),
+        (["a", "b"], ["p", ""], "reserved"),
+        (["a"], ["p", "q"], "ids for"),
+    ],
+)
+def test_invalid_inputs_are_rejected(tmp_path: Path, customers: list[str], products: list[str], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        export_model(tmp_path, customers, _embeddings(2, 0), products, _embeddings(2, 1))
+
+
+def test_tree_needs_reorder_of_at_least_k(tmp_path: Path) -> None:
+    params = IndexParams(kind="tree_ah", num_leaves=4, leaves_to_search=2, reorder_num_neighbors=10)
+    with pytest.raises(ValueError, match="reorder"):
+        export_model(tmp_path, ["a"], _embeddings(1, 0), _ids("p", 100), _embeddings(100, 1), k_max=50, index=params)
+
+
+def test_loads_with_tensorflow_and_scann_only(exported: tuple[Path, dict[str, Any]]) -> None:
+    script = textwrap.dedent(
+        """
+        import sys
+        import scann  # registers the Scann ops the SavedModel needs
+        import tensorflow as tf
+
+        model = tf.saved_model.load(sys.argv[1])
+        out = model.signatures["recommend"](customer_ids=tf.constant(["c0", "unknown"]))
+        assert out["product_ids"].shape == (2, int(sys.argv[2])), out["product_ids"].shape
+        assert "tensorflow_recommenders" not in sys.modules
+        assert "tf_keras" not in sys.modules
+        print(sorted(model.signatures.keys()))
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(exported[0] / "saved_model"), str(K_MAX)],
+        env={k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"},  # as in the Lambda image
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "['recommend', 'recommend_exact', 'score']"

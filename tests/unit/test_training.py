@@ -1,0 +1,251 @@
+"""Training: cleaning, split, metrics, and a tiny real model trained, exported and loaded like serving does."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from recsys import artifact
+from recsys.training.data import (
+    CLEAN_COLUMNS,
+    Columns,
+    clean,
+    product_names,
+    synthetic_purchases,
+    time_split,
+)
+from recsys.training.evaluate import ndcg_at_k, rank, recall_at_k
+
+RAW_COLUMNS = ["InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate", "UnitPrice", "CustomerID", "Country"]
+
+
+def _raw(rows: list[tuple[Any, ...]]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=RAW_COLUMNS)
+
+
+# --- cleaning and split -----------------------------------------------------------------------------------------
+
+
+def test_cleaning_drops_cancellations_non_products_and_missing_customers() -> None:
+    raw = _raw(
+        [
+            ("536365", "85123A", "HEART", 6, "2010-12-01 08:26", 2.55, "17850.0", "United Kingdom"),  # kept
+            ("C536379", "85123A", "HEART", -1, "2010-12-01 09:41", 2.55, "17850.0", "United Kingdom"),  # cancel
+            ("536366", "POST", "POSTAGE", 1, "2010-12-01 09:00", 18.0, "12583.0", "France"),  # non-product
+            ("536367", "DCGS0076", "SUNJAR", 1, "2010-12-01 09:00", 2.0, "12583.0", "France"),  # non-product
+            ("536368", "22633", "HAND WARMER", 6, "2010-12-01 09:00", 1.85, None, "United Kingdom"),  # no customer
+            ("536369", "22633", "HAND WARMER", 0, "2010-12-01 09:00", 1.85, "13047.0", "United Kingdom"),  # qty 0
+            ("536370", "22633", "HAND WARMER", 2, "2010-12-01 09:00", 0.0, "13047.0", "United Kingdom"),  # free
+            ("536371", "22633", None, 3, "2010-12-01 10:00", 1.85, "13047.0", "United Kingdom"),  # kept, no name
+        ]
+    )
+    cleaned = clean(raw)
+    assert list(cleaned.columns) == CLEAN_COLUMNS
+    assert cleaned[["customer_id", "product_id"]].to_numpy().tolist() == [["17850", "85123A"], ["13047", "22633"]]
+    assert cleaned["quantity"].tolist() == [6.0, 3.0]
+    assert cleaned["name"].tolist() == ["HEART", ""]
+    assert cleaned["country"].tolist() == ["United Kingdom", "United Kingdom"]
+
+
+def test_cleaning_other_csv_applies_only_rules_whose_columns_exist() -> None:
+    raw = pd.DataFrame(
+        {
+            "user": ["u1", "u2", None],
+            "sku": ["SKU-1", "SKU-2", "SKU-1"],
+            "ts": ["2024-01-02", "2024-01-01", "2024-01-03"],
+        }
+    )
+    cleaned = clean(raw, Columns(customer="user", product="sku", timestamp="ts"))
+    # no invoice, quantity, price or name columns; the Online Retail product pattern is not applied to "sku"
+    assert cleaned["product_id"].tolist() == ["SKU-2", "SKU-1"]  # sorted by time
+    assert cleaned["quantity"].tolist() == [1.0, 1.0]
+    assert cleaned["name"].tolist() == ["", ""]
+    with pytest.raises(ValueError, match="column"):
+        clean(raw, Columns(customer="missing", product="sku", timestamp="ts"))
+
+
+def test_time_split_restricts_test_to_known_customers_and_products() -> None:
+    frame = synthetic_purchases()
+    late = pd.DataFrame(
+        [
+            ["99999", "20000", pd.Timestamp("2011-12-01"), 1.0, "x", ""],
+            ["12000", "29999", pd.Timestamp("2011-12-01"), 1.0, "y", ""],
+        ],
+        columns=CLEAN_COLUMNS,
+    )
+    split = time_split(pd.concat([frame, late], ignore_index=True), "2011-11-01")
+    assert (split.train["timestamp"] < split.cutoff).all()
+    assert (split.test["timestamp"] >= split.cutoff).all()
+    assert set(split.test["customer_id"]) <= set(split.train["customer_id"])
+    assert set(split.test["product_id"]) <= set(split.train["product_id"])
+    assert "99999" not in set(split.test["customer_id"])
+    fallback = time_split(frame, "1999-01-01")  # outside the data: the latest 15% become the test period
+    assert fallback.cutoff > frame["timestamp"].min()
+
+
+def test_product_names_take_the_most_frequent() -> None:
+    frame = synthetic_purchases().head(3).copy()
+    frame["product_id"] = ["1", "1", "2"]
+    frame["name"] = ["B", "B", ""]
+    frame.loc[len(frame)] = [frame["customer_id"][0], "1", frame["timestamp"][0], 1.0, "A", ""]
+    assert product_names(frame) == {"1": "B", "2": ""}
+
+
+def test_synthetic_purchases_are_in_the_cleaned_format() -> None:
+    frame = synthetic_purchases(num_customers=9, num_products=5, seed=1)
+    assert list(frame.columns) == CLEAN_COLUMNS
+    assert frame["customer_id"].nunique() == 9
+    assert frame["product_id"].nunique() <= 5
+    assert frame["timestamp"].is_monotonic_increasing
+    assert (frame["quantity"] > 0).all()
+
+
+# --- metrics ----------------------------------------------------------------------------------------------------
+
+
+def test_recall_and_ndcg_on_hand_computed_examples() -> None:
+    ranked = np.array([[1, 2, 3], [4, 5, 6]], dtype=np.int64)
+    targets = [{2, 9}, {6}]
+    # customer 1: 1 hit of min(2, 2); customer 2: 0 hits in the top 2
+    assert recall_at_k(ranked, targets, 2) == pytest.approx((0.5 + 0.0) / 2)
+    assert recall_at_k(ranked, targets, 3) == pytest.approx((0.5 + 1.0) / 2)
+    # NDCG@3: hit at rank 2 -> (1/log2 3) / (1 + 1/log2 3); hit at rank 3 -> (1/log2 4) / 1
+    first = (1 / math.log2(3)) / (1 + 1 / math.log2(3))
+    assert ndcg_at_k(ranked, targets, 3) == pytest.approx((first + 0.5) / 2)
+    assert ndcg_at_k(np.array([[7, 8]], dtype=np.int64), [{7, 8, 9}], 2) == pytest.approx(1.0)
+
+
+def test_rank_orders_and_excludes() -> None:
+    scores = np.array([[0.1, 0.9, 0.5, 0.7]], dtype=np.float32)
+    assert rank(scores, 3).tolist() == [[1, 3, 2]]
+    bought = sp.csr_matrix(np.array([[0, 1, 0, 0]], dtype=np.float32))
+    assert rank(scores, 3, bought).tolist() == [[3, 2, 0]]
+
+
+# --- a tiny real model ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from recsys.training.train import TrainParams, train_and_export
+
+    root = tmp_path_factory.mktemp("artifacts")
+    return train_and_export(
+        synthetic_purchases(), root, params=TrainParams.tiny(), evaluate=True, version="tiny", k_max=50
+    )
+
+
+@pytest.fixture(scope="module")
+def loaded(trained: Path) -> Any:
+    import scann  # noqa: F401  # registers the Scann ops
+    import tensorflow as tf
+
+    return tf.saved_model.load(str(trained / artifact.SAVED_MODEL_DIR))
+
+
+def test_artifact_layout_and_manifest(trained: Path) -> None:
+    assert (trained.parent / artifact.CURRENT).read_text().strip() == "tiny"
+    art = artifact.Artifact(trained)
+    manifest = art.manifest
+    for key in (
+        "version",
+        "created_at",
+        "data_sha256",
+        "parameters",
+        "vocabulary_sizes",
+        "k_max",
+        "embedding_dim",
+        "index",
+        "scann_recall_at_10",
+        "metrics",
+    ):
+        assert key in manifest, key
+    assert art.version == "tiny"
+    assert art.k_max == 50
+    assert manifest["embedding_dim"] == 8
+    assert manifest["index"]["kind"] == "brute_force"  # 12 products: fewer than any tree's leaves
+    assert manifest["scann_recall_at_10"] >= 0.95
+    assert set(manifest["metrics"]["two-tower (shipped parameters)"]) == {"all", "new"}
+    assert manifest["vocabulary_sizes"]["customers"] == len(art.customers) == 30
+    assert manifest["vocabulary_sizes"]["products"] == len(art.catalogue)
+    assert all(name.startswith("PRODUCT ") for name in art.catalogue.values())
+    scores = [score for _, score in art.popular]
+    assert scores == sorted(scores, reverse=True)
+    assert {p for p, _ in art.popular} <= set(art.catalogue)
+    frame = synthetic_purchases()
+    first = frame["customer_id"].iloc[0]
+    bought = frame.loc[frame["customer_id"] == first, "product_id"].value_counts()
+    assert art.purchases[first] == bought.to_dict()
+    assert list(art.purchases[first].values()) == sorted(bought, reverse=True)
+
+
+def test_retrieval_agrees_with_exact_dot_products(trained: Path, loaded: Any) -> None:
+    import tensorflow as tf
+
+    art = artifact.Artifact(trained)
+    customers = sorted(art.customers)
+    products = np.array(sorted(art.catalogue))
+    queries = loaded.customer_embeddings.numpy()[: len(customers)]  # rows follow the sorted vocabulary
+    exact = queries @ loaded.product_embeddings.numpy()[: len(products)].T
+    out = loaded.signatures["recommend"](customer_ids=tf.constant(customers))
+    ids, scores = out["product_ids"].numpy().astype(str), out["scores"].numpy()
+    assert ids.shape == (len(customers), 50)  # 12 products, padded to k_max
+    assert (ids[:, len(products) :] == "").all()
+    assert np.isneginf(scores[:, len(products) :]).all()
+    expected = products[np.argsort(-exact, axis=1, kind="stable")]
+    assert np.allclose(scores[:, : len(products)], -np.sort(-exact, axis=1), rtol=1e-5, atol=1e-6)
+    assert (ids[:, :3] == expected[:, :3]).mean() > 0.95  # exact ties aside, the same order
+
+
+def test_score_matches_the_embeddings(loaded: Any) -> None:
+    import tensorflow as tf
+
+    out = loaded.signatures["score"](customer_id=tf.constant("12003"), product_ids=tf.constant(["20001", "20004"]))
+    customers = loaded.customer_embeddings.numpy()
+    products = loaded.product_embeddings.numpy()
+    expected = [customers[3] @ products[1], customers[3] @ products[4]]  # ids are 12000+i and 20000+j
+    assert np.allclose(out["scores"].numpy(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_unknown_ids_are_detected_by_the_vocabularies_not_scored(trained: Path, loaded: Any) -> None:
+    import tensorflow as tf
+
+    art = artifact.Artifact(trained)
+    assert "unknown-customer" not in art.customers
+    assert "99999" not in art.catalogue
+    # inside the model both fall on the all-zero OOV row, indistinguishable from a real score of 0
+    out = loaded.signatures["score"](customer_id=tf.constant("unknown-customer"), product_ids=tf.constant(["20001"]))
+    assert out["scores"].numpy().tolist() == [0.0]
+    known = loaded.signatures["score"](customer_id=tf.constant("12003"), product_ids=tf.constant(["99999"]))
+    assert known["scores"].numpy().tolist() == [0.0]
+    # and every vocabulary id maps to its own trained row
+    customers, products = loaded.customer_embeddings.numpy(), loaded.product_embeddings.numpy()
+    for row, customer in enumerate(sorted(art.customers)):
+        got = loaded.signatures["score"](customer_id=tf.constant(customer), product_ids=tf.constant(["20000"]))
+        assert np.allclose(got["scores"].numpy(), [customers[row] @ products[0]], rtol=1e-5, atol=1e-6)
+    assert np.all(np.abs(customers[:-1]).sum(axis=1) > 0)
+
+
+def test_existing_version_is_not_overwritten(trained: Path) -> None:
+    from recsys.training.train import TrainParams, train_and_export
+
+    with pytest.raises(FileExistsError):
+        train_and_export(synthetic_purchases(), trained.parent, params=TrainParams.tiny(), version="tiny")
+
+
+def test_cli_defaults_are_the_default_parameters() -> None:
+    from recsys.training.train import TrainParams, add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--epochs", "3", "--no-use-names"])
+    params = {name: getattr(args, name) for name in TrainParams.__dataclass_fields__}
+    assert TrainParams(**params) == TrainParams(epochs=3, use_names=False)
+    assert args.customer_column == "CustomerID"
