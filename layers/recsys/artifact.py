@@ -14,7 +14,7 @@ Layout of ``model_artifacts/<version>/``::
     customers.json   the customer vocabulary (list of ids)
     catalogue.json   {product_id: name} for every product in the model's vocabulary
     popular.json     [{product_id, score}] most popular first (fallback for unknown customers)
-    purchases.json   {customer_id: [product_id, ...]} products each customer bought in the training data
+    purchases.json   {customer_id: {product_id: times bought}} in the training data, most bought first
 
 ``model_artifacts/CURRENT`` holds the name of the version that is served.
 """
@@ -78,8 +78,9 @@ class Artifact:
         return [(row["product_id"], float(row["score"])) for row in _read_json(self.path / POPULAR)]
 
     @cached_property
-    def purchases(self) -> dict[str, frozenset[str]]:
-        return {customer: frozenset(products) for customer, products in _read_json(self.path / PURCHASES).items()}
+    def purchases(self) -> dict[str, dict[str, int]]:
+        purchases: dict[str, dict[str, int]] = _read_json(self.path / PURCHASES)
+        return purchases
 
 
 def write_json(path: Path, value: Any) -> None:

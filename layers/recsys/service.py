@@ -47,14 +47,12 @@ class RecommendationService:
         model = self._recommender()
         source: Source
         if model.knows_customer(customer_id):
-            candidates, source = model.recommend(customer_id), "model"
-        else:
+            candidates, source = model.recommend(customer_id, exclude_purchased=exclude_purchased), "model"
+        else:  # nothing bought that the model knows of: nothing to exclude either
             candidates, source = model.popular(), "popular"
-        skip = model.purchased(customer_id) if exclude_purchased else frozenset()
 
         def apply(stored: StoredList) -> StoredList:
-            hidden = stored.excluded | skip
-            chosen = [(p, s) for p, s in candidates if p not in hidden][:k]
+            chosen = [(p, s) for p, s in candidates if p not in stored.excluded][:k]
             items = tuple(StoredItem(p, s, source, model.name(p)) for p, s in chosen)
             return stored.evolve(items=items, model_version=model.version)
 

@@ -1,0 +1,81 @@
+"""The served model wrapper: the buy-again blend, exclusion of past purchases, unknown ids."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from recsys.recommender import Recommender, load_recommender
+from tests.conftest import KNOWN_CUSTOMER
+
+
+@pytest.fixture(scope="module")
+def model(model_dir: Path) -> Recommender:
+    return load_recommender(model_dir)
+
+
+def raw_scores(model: Recommender, customer_id: str, product_ids: list[str]) -> npt.NDArray[np.float64]:
+    import tensorflow as tf
+
+    out = model._model.signatures["score"](customer_id=tf.constant(customer_id), product_ids=tf.constant(product_ids))
+    return np.asarray(out["scores"].numpy(), dtype=np.float64)
+
+
+def heaviest_buyer(model: Recommender) -> str:
+    return max(model.artifact.customers, key=lambda c: len(model.purchased(c)))
+
+
+def test_served_score_is_the_model_score_plus_the_log_count_blend(model: Recommender) -> None:
+    assert model.buy_again_weight > 0
+    bought = model.purchased(KNOWN_CUSTOMER)
+    products = [*list(bought)[:5], *[p for p in model.artifact.catalogue if p not in bought][:5]]
+    expected = raw_scores(model, KNOWN_CUSTOMER, products) + [
+        model.buy_again_weight * math.log1p(bought.get(p, 0)) for p in products
+    ]
+    assert np.allclose(model.score(KNOWN_CUSTOMER, products), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_recommend_ranks_like_exact_blended_scores_over_the_whole_catalogue(model: Recommender) -> None:
+    catalogue = list(model.artifact.catalogue)
+    exact = dict(zip(catalogue, model.score(KNOWN_CUSTOMER, catalogue), strict=True))
+    ranked = model.recommend(KNOWN_CUSTOMER)
+    for product_id, score in ranked[:50]:
+        assert math.isclose(score, exact[product_id], rel_tol=1e-4, abs_tol=1e-4)
+    best = sorted(exact, key=exact.__getitem__, reverse=True)[:20]
+    assert len(set(best) & {p for p, _ in ranked[:20]}) >= 18  # ScaNN is approximate
+    assert set(model.purchased(KNOWN_CUSTOMER)) <= {p for p, _ in ranked}  # every past purchase is ranked
+
+
+def test_exclude_purchased_ranks_only_new_products_even_for_the_heaviest_buyer(model: Recommender) -> None:
+    customer = heaviest_buyer(model)
+    bought = model.purchased(customer)
+    ranked = model.recommend(customer, exclude_purchased=True)
+    assert not {p for p, _ in ranked} & bought.keys()
+    assert len(ranked) >= min(model.artifact.k_max // 2, len(model.artifact.catalogue) - len(bought))
+    scores = [s for _, s in ranked]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_vocabularies_detect_unknown_ids(model: Recommender) -> None:
+    assert model.knows_customer(KNOWN_CUSTOMER)
+    assert not model.knows_customer("new-customer-1")
+    assert model.unknown_products(["85123A", "NOPE", "71053"]) == ["NOPE"]
+
+
+def test_too_few_new_candidates_fall_back_to_exact_scoring_of_the_catalogue(
+    model: Recommender, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a customer for whom ScaNN's K_MAX candidates hold fewer new products than K_MAX / 2
+    customer = heaviest_buyer(model)
+    bought = model.purchased(customer)
+    monkeypatch.setitem(model.artifact.manifest, "k_max", 4 * len(model.artifact.catalogue))
+    # When only new products are asked for
+    ranked = model.recommend(customer, exclude_purchased=True)
+    # Then every product never bought is ranked by its exact score
+    new = [p for p in model.artifact.catalogue if p not in bought]
+    exact = sorted(zip(new, raw_scores(model, customer, new), strict=True), key=lambda i: i[1], reverse=True)
+    assert [p for p, _ in ranked] == [p for p, _ in exact]
