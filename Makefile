@@ -53,7 +53,7 @@ train: setup ## train, evaluate and export a model from the shipped data; marks 
 evaluate: setup ## time-split evaluation of the current model against baselines (report + plot)
 	$(RUN) recsys evaluate
 
-bench: setup ## benchmarks; writes bench-results/
+bench: setup ## benchmarks; writes infra/bench/results.{json,md}
 	$(RUN) recsys bench
 
 stress: setup ## long runs: thousands of fuzz cases, contention, broken models, a load test on loopback; then audit

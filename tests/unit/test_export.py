@@ -19,7 +19,16 @@ pytest.importorskip("scann")
 
 import tensorflow as tf
 
-from recsys.training.export import IndexParams, export_model, index_params_for
+from recsys.training.export import (
+    IndexParams,
+    _build_searcher,
+    _kth_exact_scores,
+    _recall_at_10,
+    _search,
+    _tune_leaves,
+    export_model,
+    index_params_for,
+)
 
 DIM = 16
 K_MAX = 50
@@ -144,6 +153,45 @@ def test_scann_short_rows_are_padded_without_nan_or_duplicates(tmp_path: Path) -
         assert np.all(np.isfinite(scores[real]))
         assert real[: real.sum()].all(), "padding comes last"
         assert len(set(ids[real].tolist())) == real.sum()
+
+
+def test_scann_rows_are_best_first_without_duplicates() -> None:
+    """_finalise relies on this instead of de-duplicating and re-sorting: tree + AH + reorder, full and short rows."""
+    products, queries = _embeddings(3000, seed=7), _embeddings(200, seed=8)
+    params = index_params_for(3000, k_max=200)
+    searcher = _build_searcher(products, params, 200)
+    for leaves in (1, 2, params.leaves_to_search, params.num_leaves):
+        indices, distances = _search(searcher, tf.constant(queries), replace(params, leaves_to_search=leaves), 200)
+        for row, scores in zip(indices.numpy(), distances.numpy(), strict=True):
+            valid = np.isfinite(scores)
+            assert valid[: valid.sum()].all(), "invalid entries come last"
+            assert len(set(row[valid].tolist())) == valid.sum(), "duplicate index"
+            assert np.all(np.diff(scores[valid]) <= 1e-6), "best first"
+
+
+def _clustered(n: int, seed: int) -> Floats:
+    rng = np.random.default_rng(seed)
+    centres = np.random.default_rng(0).normal(size=(32, DIM))
+    return (centres[rng.integers(32, size=n)] + 0.3 * rng.normal(size=(n, DIM))).astype(np.float32)
+
+
+@pytest.mark.parametrize("clustered", [True, False])
+def test_leaves_to_search_is_the_smallest_meeting_the_target(clustered: bool) -> None:
+    """Clustered data meet the target below the initial 10% of leaves (bisect down), isotropic data above it."""
+    make = _clustered if clustered else _embeddings
+    products, queries = make(2000, seed=9), make(300, seed=10)
+    params = index_params_for(2000, k_max=K_MAX)
+    searcher = _build_searcher(products, params, K_MAX)
+    tuned, recall = _tune_leaves(searcher, queries, products, params, K_MAX)
+    kth = _kth_exact_scores(queries, products, 10)
+
+    def measured(leaves: int) -> float:
+        return _recall_at_10(searcher, queries, kth, products, replace(params, leaves_to_search=leaves), K_MAX)
+
+    leaves = tuned.leaves_to_search
+    assert (leaves < params.leaves_to_search) if clustered else (leaves > params.leaves_to_search)
+    assert recall == measured(leaves) >= params.target_recall_at_10
+    assert leaves == 1 or measured(leaves - 1) < params.target_recall_at_10
 
 
 @pytest.mark.parametrize(

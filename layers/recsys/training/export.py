@@ -7,10 +7,10 @@ signatures documented in ``recsys.artifact``.
 ScaNN facts this module relies on (scann 1.4.2, pinned by tests/unit/test_export.py):
 
 - with ``dot_product`` the returned "distances" are the dot products themselves (higher is better);
-- brute force returns only ``min(k, N)`` columns; tree + AH returns ``min(k, reorder)`` columns and pads rows it
-  cannot fill with index 0 and a NaN distance. Both are normalised here to exactly ``k_max`` columns, padding with
-  product id ``""`` and score ``-inf``;
-- ``leaves_to_search`` given at search time overrides the built config, also upwards, so it is tuned after one
+- rows come best first without duplicate indices; brute force returns ``min(k, N)`` columns; tree + AH returns
+  at most ``min(k, reorder)`` columns and pads rows it cannot fill with index 0 and a NaN distance at the end.
+  Both are normalised here to exactly ``k_max`` columns, padding with product id ``""`` and score ``-inf``;
+- ``leaves_to_search`` given at search time overrides the built config, both ways, so it is tuned after one
   build by measuring recall against brute force;
 - a SavedModel holding ScaNN ops needs ``namespace_whitelist=["Scann"]`` to save and ``import scann`` to load.
 """
@@ -51,12 +51,12 @@ class IndexParams:
     anisotropic_quantization_threshold: float = 0.2
     training_sample_size: int = 100_000
     min_partition_size: int = 50
-    target_recall_at_10: float = 0.95  # export raises leaves_to_search until the measured recall reaches this
+    target_recall_at_10: float = 0.96  # export picks the smallest leaves_to_search whose measured recall reaches this
 
 
 def index_params_for(num_products: int, k_max: int = 200) -> IndexParams:
     """Index parameters from the catalogue size: brute force for small catalogues, otherwise ~sqrt(N) leaves,
-    10% of them searched (raised at export if recall is short) and exact re-ordering of 2*k_max candidates."""
+    10% of them searched (tuned at export to the recall target) and exact re-ordering of 2*k_max candidates."""
     if num_products < 1:
         raise ValueError("the catalogue is empty")
     if num_products < BRUTE_FORCE_BELOW:
@@ -122,7 +122,8 @@ def _recall_at_10(searcher: Any, queries: Floats, kth: Floats, products: Floats,
 def _tune_leaves(
     searcher: Any, queries: Floats, products: Floats, params: IndexParams, k: int
 ) -> tuple[IndexParams, float]:
-    """Smallest leaves_to_search (doubling, then bisecting) whose recall@10 reaches the target."""
+    """Smallest leaves_to_search whose measured recall@10 reaches the target: from the initial value, bisect
+    downwards if it already does, else double until it does and bisect back."""
     kth = _kth_exact_scores(queries, products, min(RECALL_K, len(products)))
 
     def recall(leaves: int) -> float:
@@ -130,13 +131,13 @@ def _tune_leaves(
 
     best = params.leaves_to_search
     measured = recall(best)
-    if params.kind == "brute_force" or measured >= params.target_recall_at_10:
+    if params.kind == "brute_force":
         return params, measured
-    low = best  # invariant: recall(low) < target
+    low = 0  # invariant: recall(low) < target (0 leaves find nothing)
     while measured < params.target_recall_at_10 and best < params.num_leaves:
         low, best = best, min(params.num_leaves, 2 * best)
         measured = recall(best)
-    while best - low > max(1, best // 16):  # bisect to within ~6%
+    while best - low > 1:  # only a value that meets the target replaces best
         middle = (low + best) // 2
         middle_recall = recall(middle)
         if middle_recall >= params.target_recall_at_10:
@@ -191,22 +192,18 @@ class RecommenderModule(tf.Module):  # type: ignore[misc]
         return tf.gather(self.customer_embeddings, self.customer_table.lookup(customer_ids))
 
     def _finalise(self, indices: tf.Tensor, scores: tf.Tensor) -> dict[str, tf.Tensor]:
-        """Drop NaN/out-of-range/duplicate hits, pad to k_max with ("", -inf), best first."""
+        """Rows come best first with invalid hits last (ScaNN: NaN score, index 0) and no duplicates (pinned by
+        tests): replace invalid hits by ("", -inf) and pad to k_max columns."""
         indices = tf.cast(indices, tf.int64)
         valid = tf.math.is_finite(scores) & (indices >= 0) & (indices < self._num_products)
-        width = tf.shape(indices)[1]
-        earlier = tf.linalg.band_part(tf.ones([width, width], tf.bool), 0, -1) & ~tf.eye(width, dtype=tf.bool)
-        same = tf.equal(indices[:, :, None], indices[:, None, :]) & valid[:, :, None] & earlier[None]
-        valid &= ~tf.reduce_any(same, axis=1)  # a later copy of an earlier valid index is a duplicate
         scores = tf.where(valid, scores, float("-inf"))
         indices = tf.where(valid, indices, self._num_products)
-        pad = [[0, 0], [0, self._k_max - width]]
-        scores = tf.pad(scores, pad, constant_values=float("-inf"))
-        indices = tf.pad(indices, pad, constant_values=self._num_products)
-        scores, order = tf.math.top_k(scores, self._k_max)
-        product_ids = tf.gather(self.product_vocabulary, tf.gather(indices, order, batch_dims=1))
+        if scores.shape[1] != self._k_max:  # top_k gives k_search columns, ScaNN up to k_search
+            pad = [[0, 0], [0, self._k_max - tf.shape(scores)[1]]]
+            scores = tf.pad(scores, pad, constant_values=float("-inf"))
+            indices = tf.pad(indices, pad, constant_values=self._num_products)
         return {
-            "product_ids": tf.ensure_shape(product_ids, [None, self._k_max]),
+            "product_ids": tf.ensure_shape(tf.gather(self.product_vocabulary, indices), [None, self._k_max]),
             "scores": tf.ensure_shape(scores, [None, self._k_max]),
         }
 
