@@ -1,0 +1,103 @@
+"""Cold starts: each function's handler imported and its first request served in a fresh interpreter
+(coldstart_child.py), next to a bare `import tensorflow, scann` in the same run.
+
+DynamoDB is moto's server in this process, on loopback, so the child imports nothing the Lambda would not.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess  # nosec B404 - runs this interpreter on our own script only
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from recsys.artifact import Artifact
+from recsys.bench.handlers import OPERATIONS, TABLE, lambda_environment, patched_environ, request_events
+from recsys.bench.timing import summarize
+from recsys.settings import REPO_ROOT, Settings
+
+CHILD = Path(__file__).with_name("coldstart_child.py")
+REFERENCE = "reference"
+TIMEOUT_SECONDS = 600
+
+
+def _seed(events: dict[str, dict[str, Any]]) -> None:
+    """The table, and a stored list for the customer of the events (show and delete need one)."""
+    from recsys.local_stack import create_table
+    from recsys.store import RecommendationStore, StoredItem, StoredList
+
+    store = RecommendationStore(Settings())
+    create_table(store.client, TABLE)
+    customer = events["show_recommendations"]["pathParameters"]["customer_id"]
+    products = [*json.loads(events["delete_recommendations"]["body"])["product_ids"], "seeded-1", "seeded-2"]
+    store.put(StoredList(customer, items=tuple(StoredItem(p, 1.0 / (i + 1), "model") for i, p in enumerate(products))))
+
+
+def _spawn(operation: str, event: dict[str, Any] | None, env: dict[str, str], result_path: Path) -> dict[str, Any]:
+    spawned = time.perf_counter()  # CLOCK_MONOTONIC: comparable with the child's perf_counter
+    child = subprocess.run(  # noqa: S603  # nosec B603 - our own interpreter and script
+        [sys.executable, "-P", str(CHILD), operation, str(result_path)],
+        input=json.dumps(event or {}),
+        text=True,
+        env=env,
+        capture_output=True,
+        timeout=TIMEOUT_SECONDS,
+        check=False,
+    )
+    if child.returncode != 0:
+        raise RuntimeError(f"cold start of {operation} failed:\n{child.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(result_path.read_text(encoding="utf-8"))
+    if result.get("status", 200) != 200:
+        raise RuntimeError(f"cold {operation} answered {result['status']}:\n{child.stdout[-3000:]}")
+    phases: dict[str, float] = result["phases"]
+    phases["interpreter_start"] = result["start"] - spawned
+    phases["total"] = sum(phases.values())
+    result["cpu"]["total"] = sum(result["cpu"].values())
+    return result
+
+
+def _summaries(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    names = runs[0]["phases"].keys()
+    summary: dict[str, Any] = {name: summarize([r["phases"][name] for r in runs], "s") for name in names}
+    summary["cpu"] = {name: summarize([r["cpu"][name] for r in runs], "s") for name in runs[0]["cpu"]}
+    if "tensorflow_imported" in runs[0]:
+        summary["tensorflow_imported"] = any(r["tensorflow_imported"] for r in runs)
+    return summary
+
+
+def cold_starts(
+    model_dir: Path, *, repeat: int, operations: tuple[str, ...] | None = None, concurrent: bool = False
+) -> dict[str, Any]:
+    """Per operation (all four by default) and the reference import: each phase's median/p90/p99 over ``repeat``
+    fresh interpreters.
+
+    ``concurrent`` starts them all at once, one per core (a smoke test: the figures then mean little)."""
+    from moto.server import ThreadedMotoServer
+
+    events = request_events(Artifact(model_dir))
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        lambda_env = lambda_environment(model_dir) | {"DYNAMODB_ENDPOINT_URL": f"http://{host}:{port}"}
+        with patched_environ(lambda_env):
+            _seed(events)
+        path = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)
+        env = os.environ | lambda_env | {"PYTHONPATH": path}  # functions.<op>.app importable, as from the task root
+        # round-robin, so a busy moment does not hit one function only
+        names = [*(operations or OPERATIONS), REFERENCE] * repeat
+        with tempfile.TemporaryDirectory() as workdir, ThreadPoolExecutor(os.cpu_count() if concurrent else 1) as pool:
+            spawned = pool.map(
+                lambda i: _spawn(names[i], events.get(names[i]), env, Path(workdir) / f"{i}.json"), range(len(names))
+            )
+            runs: dict[str, list[dict[str, Any]]] = {}
+            for name, result in zip(names, spawned, strict=True):
+                runs.setdefault(name, []).append(result)
+    finally:
+        server.stop()
+    return {"repeat": repeat, **{name: _summaries(results) for name, results in runs.items()}}

@@ -1,0 +1,189 @@
+"""The four Lambda handlers end to end: an HTTP API v2 event through Mangum, FastAPI and Powertools to the store.
+
+Warm latency is measured in this process three ways: with DynamoDB under moto's ``mock_aws``; with DynamoDB replayed
+(each operation answered at the HTTP layer with the response moto last gave it, so botocore still serialises, signs
+and parses every call but no server runs: DynamoDB at zero latency, without moto's slow response serialiser); and with
+the service's store swapped for an in-memory one (no boto3 at all), which leaves the handler, service and model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+import sys
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from recsys.artifact import Artifact
+from recsys.bench.timing import Figure, measure
+from recsys.errors import VersionConflict
+from recsys.events import FakeLambdaContext, http_api_event
+from recsys.settings import REPO_ROOT
+from recsys.store import RecommendationStore, StoredList
+
+OPERATIONS = ("customer_recommendations", "show_recommendations", "update_recommendations", "delete_recommendations")
+LOADS_MODEL = frozenset({"customer_recommendations", "update_recommendations"})
+TABLE = "recommendations-bench"
+REGION = "us-east-1"
+
+
+def lambda_environment(model_dir: Path) -> dict[str, str]:
+    """What the template gives each function (tracing off: no X-Ray daemon here), with moto's fake credentials."""
+    return {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",  # nosec B105 - moto's dummy credentials
+        "AWS_SESSION_TOKEN": "testing",  # nosec B105
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_REGION": REGION,
+        "TABLE_NAME": TABLE,
+        "MODEL_DIR": str(model_dir),
+        "POWERTOOLS_SERVICE_NAME": "recommendations",
+        "POWERTOOLS_METRICS_NAMESPACE": "RecsysBench",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+    }
+
+
+@contextlib.contextmanager
+def patched_environ(values: Mapping[str, str], remove: tuple[str, ...] = ("DYNAMODB_ENDPOINT_URL",)) -> Iterator[None]:
+    saved = dict(os.environ)
+    for name in remove:
+        os.environ.pop(name, None)
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def handler(operation: str) -> Any:
+    """The handler the template's ImageConfig.Command names: functions.<operation>.app.handler."""
+    if str(REPO_ROOT) not in sys.path:
+        sys.path.insert(0, str(REPO_ROOT))
+    return importlib.import_module(f"functions.{operation}.app").handler
+
+
+def request_events(model: Artifact) -> dict[str, dict[str, Any]]:
+    """One request per operation for a customer the model knows (update: two products for the model to score)."""
+    customer = min(model.customers)
+    first, second, third = sorted(model.catalogue)[:3]
+    return {
+        "customer_recommendations": http_api_event("POST", customer, query={"k": "20"}),
+        "show_recommendations": http_api_event("GET", customer),
+        "update_recommendations": http_api_event(
+            "PATCH", customer, body={"products": [{"product_id": first}, {"product_id": second}]}
+        ),
+        "delete_recommendations": http_api_event("DELETE", customer, body={"product_ids": [third]}),
+    }
+
+
+class InMemoryStore(RecommendationStore):
+    """RecommendationStore's contract (versioned conditional writes) in a dict: no boto3, no DynamoDB."""
+
+    def __init__(self) -> None:  # no client
+        self.lists: dict[str, StoredList] = {}
+
+    def get(self, customer_id: str) -> StoredList | None:
+        return self.lists.get(customer_id)
+
+    def put(self, stored: StoredList) -> StoredList:
+        current = self.lists.get(stored.customer_id)
+        if (current.version if current else 0) != stored.version:
+            raise VersionConflict
+        new = stored.evolve(version=stored.version + 1, updated_at=datetime.now(UTC))
+        self.lists[stored.customer_id] = new
+        return new
+
+
+class _Body:
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+    def stream(self, **_: Any) -> Iterator[bytes]:
+        yield self.body
+
+
+@contextlib.contextmanager
+def dynamodb_recorded(client: Any) -> Iterator[dict[str, dict[str, Any]]]:
+    """The last HTTP response of each DynamoDB operation the client makes, by operation name."""
+    recorded: dict[str, dict[str, Any]] = {}
+
+    def record(event_name: str, response_dict: dict[str, Any] | None, **_: Any) -> None:
+        if response_dict is not None:
+            recorded[event_name.rsplit(".", 1)[-1]] = response_dict
+
+    client.meta.events.register("response-received.dynamodb", record)
+    try:
+        yield recorded
+    finally:
+        client.meta.events.unregister("response-received.dynamodb", record)
+
+
+@contextlib.contextmanager
+def dynamodb_replayed(client: Any, recorded: dict[str, dict[str, Any]]) -> Iterator[None]:
+    """Answer the client's DynamoDB calls with the recorded responses (an operation not recorded fails)."""
+    from botocore.awsrequest import AWSResponse
+
+    def reply(event_name: str, request: Any, **_: Any) -> AWSResponse:
+        response = recorded[event_name.rsplit(".", 1)[-1]]
+        return AWSResponse(request.url, response["status_code"], response["headers"], _Body(response["body"]))
+
+    client.meta.events.register_first("before-send.dynamodb", reply)
+    try:
+        yield
+    finally:
+        client.meta.events.unregister("before-send.dynamodb", reply)
+
+
+@contextlib.contextmanager
+def store_swapped(store: RecommendationStore) -> Iterator[None]:
+    from recsys.dependencies import get_service
+
+    service = get_service()
+    original, service.store = service.store, store
+    try:
+        yield
+    finally:
+        service.store = original
+
+
+def warm_handlers(model_dir: Path, *, repeat: int, warmup: int) -> dict[str, dict[str, Figure]]:
+    """Per operation: warm end-to-end latency with DynamoDB under moto, replayed, and with the in-memory store."""
+    import boto3
+    from moto import mock_aws
+
+    from recsys import dependencies
+    from recsys.local_stack import create_table
+
+    events = request_events(Artifact(model_dir))
+    context = FakeLambdaContext()
+    handlers: dict[str, Any] = {}
+
+    def invoke(operation: str, _: int) -> None:
+        status = handlers[operation](events[operation], context)["statusCode"]
+        if status != 200:
+            raise RuntimeError(f"{operation} answered {status}")
+
+    calls = {operation: partial(invoke, operation) for operation in OPERATIONS}
+    with (
+        patched_environ(lambda_environment(model_dir)),
+        open(os.devnull, "w") as sink,  # Powertools prints each invocation's metrics (EMF) to stdout
+        contextlib.redirect_stdout(sink),
+    ):
+        dependencies.reset()
+        handlers |= {operation: handler(operation) for operation in OPERATIONS}  # generate/update load the model
+        with mock_aws():
+            create_table(boto3.client("dynamodb", region_name=REGION), TABLE)
+            client = dependencies.get_service().store.client
+            with dynamodb_recorded(client) as recorded:
+                figures = {"dynamodb_moto": measure(calls, repeat, warmup)}
+        with dynamodb_replayed(client, recorded):  # moto stopped: its hook passes, the recording answers
+            figures["dynamodb_replayed"] = measure(calls, repeat, warmup)
+        with store_swapped(InMemoryStore()):
+            figures["in_memory_store"] = measure(calls, repeat, warmup)
+        dependencies.reset()
+    return figures

@@ -1,0 +1,75 @@
+"""`recsys bench --quick` end to end on the small session model: every section is written, with medians, p90 and
+p99, and the markdown has its tables. Timings are not asserted (they depend on the machine)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from recsys.cli import main
+
+pytest.importorskip("scann")
+pytest.importorskip("moto")
+
+SECTIONS = ("machine", "versions", "model", "footprint", "cold_start", "retrieval", "wrapper", "batch", "handlers")
+OPERATIONS = ("customer_recommendations", "show_recommendations", "update_recommendations", "delete_recommendations")
+
+
+def _figures(node: Any, path: str = "") -> list[tuple[str, dict[str, Any]]]:
+    """Every timing figure in the results: the dicts with a unit and a median."""
+    if isinstance(node, dict):
+        if "median" in node:
+            return [(path, node)]
+        return [found for key, value in node.items() for found in _figures(value, f"{path}/{key}")]
+    if isinstance(node, list):
+        return [found for i, value in enumerate(node) for found in _figures(value, f"{path}/{i}")]
+    return []
+
+
+@pytest.fixture(scope="module")
+def results(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str]:
+    out = tmp_path_factory.mktemp("bench")
+    assert main(["bench", "--quick", "--model-dir", str(model_dir), "--out", str(out)]) == 0
+    return json.loads((out / "results.json").read_text()), (out / "results.md").read_text()
+
+
+def test_every_section_is_written(results: tuple[dict[str, Any], str]) -> None:
+    data, _ = results
+    for section in SECTIONS:
+        assert data.get(section), section
+    assert {"retail", "synthetic_2k", "synthetic_5k"} <= data["retrieval"].keys()
+    for catalogue in data["retrieval"].values():
+        assert {"scann", "exact", "speedup", "recall_at_10", "index"} <= catalogue.keys()
+        assert 0.0 <= catalogue["recall_at_10"] <= 1.0
+    assert {"recommend", "score", "score_signature"} <= data["wrapper"].keys()
+    assert {"batched", "single"} <= data["batch"].keys()
+    for store in ("dynamodb_moto", "dynamodb_replayed", "in_memory_store"):
+        assert set(data["handlers"][store]) == set(OPERATIONS)
+    cold = data["cold_start"]  # --quick: one function with the model, one without, and the reference import
+    assert {"import", "model_load", "first_call", "total", "cpu"} <= cold["customer_recommendations"].keys()
+    assert {"import", "first_call", "total", "cpu"} <= cold["show_recommendations"].keys()
+    assert cold["show_recommendations"]["tensorflow_imported"] is False
+    assert cold["customer_recommendations"]["tensorflow_imported"] is True
+    assert "tensorflow_import" in cold["reference"]
+    assert data["footprint"]["total_mb"] > 0
+    assert len(data["footprint"]["largest"]) == 5
+    assert {t["target"] for t in data["targets"]} >= {"show cold start", "warm generate end to end p50"}
+
+
+def test_every_figure_has_median_p90_p99(results: tuple[dict[str, Any], str]) -> None:
+    figures = _figures(results[0])
+    assert len(figures) > 30
+    for path, figure in figures:
+        assert {"unit", "median", "p90", "p99", "n"} <= figure.keys(), path
+        assert figure["median"] <= figure["p90"] <= figure["p99"], path
+
+
+def test_markdown_has_the_tables(results: tuple[dict[str, Any], str]) -> None:
+    _, text = results
+    for heading in ("## Targets", "## Retrieval", "## All figures", "## Cold start phases"):
+        assert heading in text
+    assert "| figure | median | p90 | p99 | unit |" in text
+    assert "| retail |" in text
