@@ -17,6 +17,7 @@ from moto import mock_aws
 from samtranslator.translator.transform import transform  # type: ignore[import-untyped]
 
 from recsys import dependencies
+from recsys.bench.handlers import lambda_environment
 from recsys.local_stack import create_table, load_template
 from recsys.settings import REPO_ROOT
 from tests.infra.template import functions
@@ -59,17 +60,8 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def aws(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """moto's DynamoDB with the template's table; the service configured for it. Yields a DynamoDB client."""
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_REGION": "us-east-1",
-        "TABLE_NAME": TABLE,
-        "MODEL_DIR": str(model_dir),
-        "POWERTOOLS_TRACE_DISABLED": "true",
-        "POWERTOOLS_METRICS_NAMESPACE": "RecsysTest",
-    }.items():
+    env = lambda_environment(model_dir) | {"TABLE_NAME": TABLE, "POWERTOOLS_METRICS_NAMESPACE": "RecsysTest"}
+    for name, value in env.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("DYNAMODB_ENDPOINT_URL", raising=False)
     with mock_aws():

@@ -153,7 +153,6 @@ def store_swapped(store: RecommendationStore) -> Iterator[None]:
 
 def warm_handlers(model_dir: Path, *, repeat: int, warmup: int) -> dict[str, dict[str, Figure]]:
     """Per operation: warm end-to-end latency with DynamoDB under moto, replayed, and with the in-memory store."""
-    import boto3
     from moto import mock_aws
 
     from recsys import dependencies
@@ -177,8 +176,8 @@ def warm_handlers(model_dir: Path, *, repeat: int, warmup: int) -> dict[str, dic
         dependencies.reset()
         handlers |= {operation: handler(operation) for operation in OPERATIONS}  # generate/update load the model
         with mock_aws():
-            create_table(boto3.client("dynamodb", region_name=REGION), TABLE)
             client = dependencies.get_service().store.client
+            create_table(client, TABLE)
             with dynamodb_recorded(client) as recorded:
                 figures = {"dynamodb_moto": measure(calls, repeat, warmup)}
         with dynamodb_replayed(client, recorded):  # moto stopped: its hook passes, the recording answers

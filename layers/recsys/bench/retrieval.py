@@ -33,7 +33,7 @@ def _sample(ids: list[str], n: int, seed: int) -> list[str]:
 
 
 def _top_ids(signature: Any, customer_ids: list[str], k: int) -> list[set[bytes]]:
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     rows = signature(customer_ids=tf.constant(customer_ids))["product_ids"].numpy()[:, :k]
     return [{p for p in row if p} for row in rows]
@@ -48,7 +48,7 @@ def recall_at_k(loaded: Any, customer_ids: list[str], k: int = RECALL_K) -> floa
 
 def retrieval(model_dir: Path, *, repeat: int, warmup: int, recall_customers: int) -> dict[str, Any]:
     """Single-customer latency of `recommend` (ScaNN) and `recommend_exact`, interleaved, plus recall@10."""
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     model = Artifact(model_dir)
     loaded, load_seconds = load_saved_model(model_dir)
@@ -80,7 +80,7 @@ def retrieval(model_dir: Path, *, repeat: int, warmup: int, recall_customers: in
 
 def wrapper(model_dir: Path, *, repeat: int, warmup: int) -> dict[str, Figure]:
     """`Recommender.recommend` and the update path: `Recommender.score` and the raw `score` signature, 100 products."""
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     recommender = Recommender(Artifact(model_dir))
     loaded, _ = load_saved_model(model_dir)  # kept alive: its signatures need its variables
@@ -104,7 +104,7 @@ def wrapper(model_dir: Path, *, repeat: int, warmup: int) -> dict[str, Figure]:
 
 def batch_generation(model_dir: Path, *, repeat: int, single_customers: int) -> dict[str, Any]:
     """Top-20 for every customer through `recommend`: in batches of 256 vs one customer per call (customers/s)."""
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     loaded, _ = load_saved_model(model_dir)
     recommend = loaded.signatures["recommend"]
