@@ -22,8 +22,10 @@ $(UV):
 	python3 -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
+# --compile-bytecode: installed packages come byte-compiled, as pip leaves them in the Lambda image; without it every
+# fresh interpreter (tests, cold-start benchmarks) compiles TensorFlow's sources again when PYTHONDONTWRITEBYTECODE is set
 $(VENV)/.synced: $(UV) pyproject.toml uv.lock
-	$(UV) sync --frozen
+	$(UV) sync --frozen --compile-bytecode
 	@touch $@
 
 setup: $(VENV)/.synced ## install uv and the locked environment (.venv)

@@ -18,9 +18,9 @@ from samtranslator.translator.transform import transform  # type: ignore[import-
 
 from recsys import dependencies
 from recsys.bench.handlers import lambda_environment
-from recsys.local_stack import create_table, load_template
+from recsys.local_stack import create_table
 from recsys.settings import REPO_ROOT
-from tests.infra.template import functions
+from recsys.template import functions, load_template
 from tests.local_server import recsys_serve
 
 DATA = REPO_ROOT / "model_artifacts" / "data" / "online_retail.csv.gz"

@@ -13,7 +13,7 @@ from mangum import Mangum
 
 from recsys.api import create_app
 from recsys.dependencies import get_recommender
-from recsys.observability import logger, metrics, tracer
+from recsys.observability import logger, metrics, traced
 
 LambdaHandler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
 
@@ -25,11 +25,12 @@ def make_handler(router: APIRouter, *, load_model: bool = False) -> LambdaHandle
     asgi = Mangum(create_app(router, docs=False), lifespan="off")
 
     @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
-    @tracer.capture_lambda_handler
+    @traced
     @metrics.log_metrics(capture_cold_start_metric=True)
     def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         response: dict[str, Any] = asgi(event, context)  # type: ignore[arg-type]
         metrics.add_metric(name=f"Responses{response['statusCode'] // 100}xx", unit=MetricUnit.Count, value=1)
         return response
 
-    return handler
+    wrapped: LambdaHandler = handler  # Powertools' decorators are typed loosely
+    return wrapped

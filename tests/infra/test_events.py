@@ -8,8 +8,8 @@ import json
 from typing import Any
 
 from recsys.settings import REPO_ROOT
+from recsys.template import functions
 from tests.infra import events
-from tests.infra.template import functions
 
 DATA = REPO_ROOT / "model_artifacts" / "data" / "online_retail.csv.gz"
 

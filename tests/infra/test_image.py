@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from docker.utils.build import exclude_paths  # type: ignore[import-untyped]  # what SAM CLI uses to send the context
 
-from tests.infra.template import REPO
+from recsys.settings import REPO_ROOT
 
-DOCKERFILE = REPO / "layers" / "Dockerfile"
+DOCKERFILE = REPO_ROOT / "layers" / "Dockerfile"
 BASE_IMAGE = "public.ecr.aws/lambda/python:3.12"
 SERVING = {"tensorflow-cpu", "scann", "numpy", "fastapi", "mangum", "aws-lambda-powertools", "boto3", "pydantic"}
 NEVER = {"tensorflow", "tensorflow-recommenders", "tf-keras", "pandas", "implicit", "pytest", "moto"}
@@ -38,7 +38,7 @@ def normalise(requirement: str) -> str:
 
 
 def uv() -> str:
-    pinned = REPO / ".cache" / "tools" / "bin" / "uv"  # what `make setup` installs
+    pinned = REPO_ROOT / ".cache" / "tools" / "bin" / "uv"  # what `make setup` installs
     found = str(pinned) if pinned.exists() else shutil.which("uv")
     if found is None:
         pytest.skip("uv is not installed: run `make setup`")
@@ -53,7 +53,7 @@ def test_every_stage_starts_from_the_lambda_python_312_base() -> None:
 
 
 def test_builder_uses_the_uv_version_the_makefile_pins() -> None:
-    pinned = re.search(r"^UV_VERSION := (\S+)$", (REPO / "Makefile").read_text(), re.MULTILINE)
+    pinned = re.search(r"^UV_VERSION := (\S+)$", (REPO_ROOT / "Makefile").read_text(), re.MULTILINE)
     assert pinned
     assert runs(f"pip install --no-cache-dir uv=={pinned[1]}")
 
@@ -64,7 +64,7 @@ def test_export_command_yields_the_serving_dependencies_only(tmp_path: Path) -> 
     argv = shlex.split(command)
     output = argv[argv.index("-o") + 1]
     for name in ("pyproject.toml", "uv.lock"):
-        shutil.copy(REPO / name, tmp_path / name)
+        shutil.copy(REPO_ROOT / name, tmp_path / name)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("UV_", "VIRTUAL_ENV"))}
     env |= {"UV_OFFLINE": "1", "UV_CACHE_DIR": str(tmp_path / "cache")}
     # When it runs
@@ -75,7 +75,7 @@ def test_export_command_yields_the_serving_dependencies_only(tmp_path: Path) -> 
     assert all(re.fullmatch(r"[A-Za-z0-9._-]+==\S+ ;.* \\", entry) for entry in entries)  # pinned; hashes follow
     assert requirements.count("--hash=sha256:") >= len(entries)
     names = {normalise(entry) for entry in entries}
-    groups = tomllib.loads((REPO / "pyproject.toml").read_text())["dependency-groups"]
+    groups = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["dependency-groups"]
     in_groups = {normalise(requirement) for group in groups.values() for requirement in group}
     assert names >= SERVING
     assert not names & (NEVER | in_groups)
@@ -99,9 +99,9 @@ def test_image_installs_the_export_then_code_then_model() -> None:
 
 
 def test_build_context_holds_what_the_image_copies_and_no_more() -> None:
-    ignore = (REPO / ".dockerignore").read_text(encoding="utf-8").splitlines()
+    ignore = (REPO_ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
     patterns = [line.strip() for line in ignore if line.strip() and not line.startswith("#")]
-    context = exclude_paths(str(REPO), patterns, dockerfile="layers/Dockerfile")
+    context = exclude_paths(str(REPO_ROOT), patterns, dockerfile="layers/Dockerfile")
     sources = [
         source
         for instruction, args in instructions()
@@ -110,16 +110,16 @@ def test_build_context_holds_what_the_image_copies_and_no_more() -> None:
     ]
     for source in sources:
         path = source.rstrip("/")
-        assert (REPO / path).exists(), source
+        assert (REPO_ROOT / path).exists(), source
         assert path in context, f"{source} is excluded by .dockerignore"
     assert "functions/show_recommendations/app.py" in context
     assert not {p for p in context if p.startswith(("model_artifacts/data/", ".venv", ".git/", "tests/"))}
 
 
 def test_current_model_named_for_the_image_is_complete() -> None:
-    current = REPO / "model_artifacts" / "CURRENT"
+    current = REPO_ROOT / "model_artifacts" / "CURRENT"
     if not current.exists():
         pytest.skip("no model trained yet (`make train` writes model_artifacts/CURRENT)")
-    version = REPO / "model_artifacts" / current.read_text().strip()
+    version = REPO_ROOT / "model_artifacts" / current.read_text().strip()
     assert (version / "manifest.json").is_file()
     assert (version / "saved_model").is_dir()

@@ -9,10 +9,10 @@ from typing import Any
 
 from cfnlint.api import ManualArgs, lint_file  # type: ignore[import-untyped]
 
-from recsys.local_stack import TEMPLATE
+from recsys.settings import REPO_ROOT
+from recsys.template import TEMPLATE, functions
 from tests.events import ROUTE_KEY
 from tests.infra.events import EVENTS_DIR
-from tests.infra.template import REPO, functions
 
 TABLE_ARN = {"Fn::GetAtt": ["RecommendationsTable", "Arn"]}
 READ = {"dynamodb:GetItem"}
@@ -51,8 +51,8 @@ def test_sam_transforms_the_four_image_functions(transformed: dict[str, Any]) ->
 
 
 def test_each_command_names_a_handler_module_and_has_an_event(template: dict[str, Any]) -> None:
-    for function in functions(template).values():  # .operation asserts the functions.<op>.app.handler shape
-        assert function.source == REPO / "functions" / function.operation / "app.py"
+    for function in functions(template).values():  # .operation raises unless functions.<op>.app.handler
+        assert function.source == REPO_ROOT / "functions" / function.operation / "app.py"
         assert function.source.is_file(), function.source
         assert (EVENTS_DIR / f"{function.operation}.json").is_file()
 
@@ -61,7 +61,7 @@ def test_functions_share_one_image_definition(template: dict[str, Any]) -> None:
     metadata = [function.resource["Metadata"] for function in functions(template).values()]
     assert all(m == metadata[0] for m in metadata)
     assert metadata[0]["DockerContext"] == "."
-    assert (REPO / metadata[0]["Dockerfile"]).is_file()
+    assert (REPO_ROOT / metadata[0]["Dockerfile"]).is_file()
 
 
 def test_model_functions_get_more_memory_and_time(transformed: dict[str, Any]) -> None:
@@ -161,7 +161,7 @@ def test_outputs_api_url_and_table_name(template: dict[str, Any]) -> None:
 
 
 def test_samconfig_deploys_with_iam_capability_and_managed_image_repositories() -> None:
-    config = tomllib.loads((REPO / "infra" / "samconfig.toml").read_text(encoding="utf-8"))["default"]
+    config = tomllib.loads((REPO_ROOT / "infra" / "samconfig.toml").read_text(encoding="utf-8"))["default"]
     assert config["global"]["parameters"]["stack_name"]
     deploy = config["deploy"]["parameters"]
     assert deploy["capabilities"] == "CAPABILITY_IAM"

@@ -22,9 +22,9 @@ from moto import mock_aws
 
 from recsys import dependencies
 from recsys.local_stack import create_table
+from recsys.template import environment, functions
 from tests.events import FakeLambdaContext
 from tests.infra.events import CUSTOMER_ID, DELETED_PRODUCT_IDS, EVENTS_DIR, UPDATED_PRODUCTS
-from tests.infra.template import environment, functions
 
 pytestmark = pytest.mark.slow
 

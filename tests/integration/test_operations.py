@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from recsys.bench.handlers import lambda_environment
 from recsys.dependencies import get_recommender
 from recsys.settings import REPO_ROOT
 from tests.conftest import KNOWN_CUSTOMER, TABLE, UNKNOWN_CUSTOMER
@@ -44,7 +48,7 @@ def test_generate_stores_and_returns_the_models_top_k(api: Api, aws: Any) -> Non
     assert ids(body) == expected
     stored = raw_item(aws, KNOWN_CUSTOMER)
     assert stored is not None
-    assert [i["M"]["product_id"]["S"] for i in stored["items"]["L"]] == expected
+    assert [i["product_id"] for i in json.loads(stored["items"]["S"])] == expected
     expires = datetime.fromtimestamp(int(stored["expires_at"]["N"]), UTC)
     assert timedelta(days=89) < expires - datetime.now(UTC) <= timedelta(days=90)
 
@@ -187,14 +191,25 @@ def test_bad_input_is_a_clear_4xx_with_the_error_shape_and_writes_nothing(
     assert aws.scan(TableName=TABLE)["Count"] == 0
 
 
-def test_show_and_delete_handlers_do_not_import_tensorflow() -> None:
-    code = (
-        "import sys\n"
-        "import functions.show_recommendations.app, functions.delete_recommendations.app\n"
-        "assert 'tensorflow' not in sys.modules, 'tensorflow imported'\n"
-        "assert 'scann' not in sys.modules, 'scann imported'\n"
-    )
+@pytest.mark.parametrize(
+    ("operation", "heavy_modules", "light_modules"),
+    [
+        ("show_recommendations", (), ("tensorflow", "scann", "aws_xray_sdk")),
+        ("delete_recommendations", (), ("tensorflow", "scann", "aws_xray_sdk")),
+        ("customer_recommendations", ("tensorflow", "scann", "aws_xray_sdk"), ()),
+    ],
+)
+def test_each_handler_imports_only_what_its_template_environment_needs(
+    model_dir: Path, operation: str, heavy_modules: tuple[str, ...], light_modules: tuple[str, ...]
+) -> None:
+    # Given the environment template.yaml gives the function (show and delete: POWERTOOLS_TRACE_DISABLED)
+    env = os.environ | lambda_environment(model_dir, operation)
+    # When its handler is imported in a fresh interpreter, as Lambda's init does
+    watched = heavy_modules + light_modules
+    code = f"import sys, functions.{operation}.app; print(sorted(m for m in {watched} if m in sys.modules))"
     result = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=False
+        [sys.executable, "-c", code], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300, check=False
     )
+    # Then the model-less functions load neither TensorFlow nor the X-Ray SDK; generate loads both
     assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[-2] == str(sorted(heavy_modules))

@@ -6,6 +6,7 @@ DynamoDB is moto's server in this process, on loopback, so the child imports not
 
 from __future__ import annotations
 
+import compileall
 import json
 import os
 import subprocess  # nosec B404 - runs this interpreter on our own script only
@@ -24,6 +25,13 @@ from recsys.settings import REPO_ROOT, Settings
 CHILD = Path(__file__).with_name("coldstart_child.py")
 REFERENCE = "reference"
 TIMEOUT_SECONDS = 600
+
+
+def _byte_compile() -> None:
+    """Byte-compile the service's own code, as the image does at build time (`make setup` compiles the packages);
+    otherwise, with PYTHONDONTWRITEBYTECODE set, every child would compile it again."""
+    for folder in (Path(__file__).parents[1], REPO_ROOT / "functions"):  # layers/recsys, functions
+        compileall.compile_dir(folder, quiet=1)
 
 
 def _seed(events: dict[str, dict[str, Any]]) -> None:
@@ -84,16 +92,20 @@ def cold_starts(
     server.start()
     try:
         host, port = server.get_host_and_port()
-        lambda_env = lambda_environment(model_dir) | {"DYNAMODB_ENDPOINT_URL": f"http://{host}:{port}"}
-        with patched_environ(lambda_env):
+        endpoint = {"DYNAMODB_ENDPOINT_URL": f"http://{host}:{port}"}
+        with patched_environ(lambda_environment(model_dir) | endpoint):
             _seed(events)
         path = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)
-        env = os.environ | lambda_env | {"PYTHONPATH": path}  # functions.<op>.app importable, as from the task root
+        endpoint["PYTHONPATH"] = path  # functions.<op>.app importable, as from the task root
+        envs = {op: os.environ | lambda_environment(model_dir, op) | endpoint for op in operations or OPERATIONS}
+        envs[REFERENCE] = os.environ | endpoint
         # round-robin, so a busy moment does not hit one function only
         names = [*(operations or OPERATIONS), REFERENCE] * repeat
+        _byte_compile()
         with tempfile.TemporaryDirectory() as workdir, ThreadPoolExecutor(os.cpu_count() if concurrent else 1) as pool:
             spawned = pool.map(
-                lambda i: _spawn(names[i], events.get(names[i]), env, Path(workdir) / f"{i}.json"), range(len(names))
+                lambda i: _spawn(names[i], events.get(names[i]), envs[names[i]], Path(workdir) / f"{i}.json"),
+                range(len(names)),
             )
             runs: dict[str, list[dict[str, Any]]] = {}
             for name, result in zip(names, spawned, strict=True):

@@ -24,6 +24,7 @@ from recsys.errors import VersionConflict
 from recsys.events import FakeLambdaContext, http_api_event
 from recsys.settings import REPO_ROOT
 from recsys.store import RecommendationStore, StoredList
+from recsys.template import environment, function_for, load_template, table_logical_id
 
 OPERATIONS = ("customer_recommendations", "show_recommendations", "update_recommendations", "delete_recommendations")
 LOADS_MODEL = frozenset({"customer_recommendations", "update_recommendations"})
@@ -31,19 +32,19 @@ TABLE = "recommendations-bench"
 REGION = "us-east-1"
 
 
-def lambda_environment(model_dir: Path) -> dict[str, str]:
-    """What the template gives each function (tracing off: no X-Ray daemon here), with moto's fake credentials."""
-    return {
+def lambda_environment(model_dir: Path, operation: str | None = None) -> dict[str, str]:
+    """The environment template.yaml gives the operation's function (only its Globals without ``operation``), on the
+    benchmark's table, with MODEL_DIR as the image sets it and moto's fake credentials."""
+    template = load_template()
+    logical_id = function_for(template, operation).logical_id if operation else None
+    return environment(template, logical_id, {table_logical_id(template): TABLE}) | {
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",  # nosec B105 - moto's dummy credentials
         "AWS_SESSION_TOKEN": "testing",  # nosec B105
         "AWS_DEFAULT_REGION": REGION,
         "AWS_REGION": REGION,
-        "TABLE_NAME": TABLE,
         "MODEL_DIR": str(model_dir),
-        "POWERTOOLS_SERVICE_NAME": "recommendations",
         "POWERTOOLS_METRICS_NAMESPACE": "RecsysBench",
-        "POWERTOOLS_TRACE_DISABLED": "true",
     }
 
 
@@ -174,7 +175,9 @@ def warm_handlers(model_dir: Path, *, repeat: int, warmup: int) -> dict[str, dic
         contextlib.redirect_stdout(sink),
     ):
         dependencies.reset()
-        handlers |= {operation: handler(operation) for operation in OPERATIONS}  # generate/update load the model
+        for operation in OPERATIONS:  # each built in its own function's environment; generate/update load the model
+            with patched_environ(lambda_environment(model_dir, operation)):
+                handlers[operation] = handler(operation)
         with mock_aws():
             client = dependencies.get_service().store.client
             create_table(client, TABLE)

@@ -1,0 +1,119 @@
+"""template.yaml read the way SAM reads it: its short-form tags, the functions, the handler each names, the
+environment each gets and the one table. Used by the local stack, the benchmarks and the tests (never by a handler)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from recsys.settings import REPO_ROOT
+
+TEMPLATE = REPO_ROOT / "template.yaml"
+FUNCTION = "AWS::Serverless::Function"
+COMMAND = re.compile(r"functions\.(?P<operation>\w+)\.app\.handler")
+
+
+class _CfnLoader(yaml.SafeLoader):
+    """YAML loader that keeps CloudFormation short-form tags (!Ref, !Sub, ...) as {"Ref": ...} / {"Fn::Sub": ...}."""
+
+
+def _cfn_tag(loader: yaml.SafeLoader, tag_suffix: str, node: yaml.Node) -> dict[str, Any]:
+    name = tag_suffix if tag_suffix == "Ref" else f"Fn::{tag_suffix}"
+    if isinstance(node, yaml.ScalarNode):
+        value: Any = loader.construct_scalar(node)
+        if name == "Fn::GetAtt":
+            value = value.split(".", 1)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+    return {name: value}
+
+
+_CfnLoader.add_multi_constructor("!", _cfn_tag)
+
+
+def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
+    with path.open(encoding="utf-8") as f:
+        template: dict[str, Any] = yaml.load(f, Loader=_CfnLoader)  # noqa: S506  # nosec B506 - a SafeLoader subclass
+    return template
+
+
+@dataclass(frozen=True)
+class Function:
+    logical_id: str
+    resource: dict[str, Any]
+
+    @property
+    def properties(self) -> dict[str, Any]:
+        properties: dict[str, Any] = self.resource["Properties"]
+        return properties
+
+    @property
+    def command(self) -> str:
+        (command,) = self.properties["ImageConfig"]["Command"]
+        return str(command)
+
+    @property
+    def operation(self) -> str:
+        """The functions/<operation> folder the command names."""
+        match = COMMAND.fullmatch(self.command)
+        if match is None:
+            raise ValueError(f"{self.logical_id}: {self.command!r} is not functions.<operation>.app.handler")
+        return match["operation"]
+
+    @property
+    def module(self) -> str:
+        return self.command.rpartition(".")[0]
+
+    @property
+    def source(self) -> Path:
+        return REPO_ROOT.joinpath(*self.module.split(".")).with_suffix(".py")
+
+
+def functions(template: dict[str, Any]) -> dict[str, Function]:
+    return {name: Function(name, r) for name, r in template["Resources"].items() if r["Type"] == FUNCTION}
+
+
+def function_for(template: dict[str, Any], operation: str) -> Function:
+    """The function whose handler is functions.<operation>.app.handler."""
+    (function,) = (f for f in functions(template).values() if f.operation == operation)
+    return function
+
+
+def environment(template: dict[str, Any], logical_id: str | None, resources: dict[str, str]) -> dict[str, str]:
+    """The function's environment: Globals merged with its own variables (Globals only without ``logical_id``); a Ref
+    resolves to a parameter's default or, for a resource, to the value given in ``resources`` (logical id -> name)."""
+    defaults = {name: p.get("Default") for name, p in template.get("Parameters", {}).items()}
+
+    def resolve(value: Any) -> str:
+        if not isinstance(value, dict):
+            return str(value)
+        name = value["Ref"]  # any other intrinsic function fails here, loudly
+        return str(resources[name] if name in resources else defaults[name])
+
+    variables = {
+        **template.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {}),
+        **(template["Resources"][logical_id]["Properties"] if logical_id else {})
+        .get("Environment", {})
+        .get("Variables", {}),
+    }
+    return {name: resolve(value) for name, value in variables.items()}
+
+
+def table_logical_id(template: dict[str, Any]) -> str:
+    """The logical id of the template's one DynamoDB table."""
+    tables: list[str] = [name for name, r in template["Resources"].items() if r["Type"] == "AWS::DynamoDB::Table"]
+    if len(tables) != 1:
+        raise ValueError(f"expected one AWS::DynamoDB::Table in the template, found {len(tables)}")
+    return tables[0]
+
+
+def table_resource(template: dict[str, Any]) -> dict[str, Any]:
+    """The properties of the template's one DynamoDB table."""
+    properties: dict[str, Any] = template["Resources"][table_logical_id(template)]["Properties"]
+    return properties
