@@ -9,6 +9,10 @@ Layout of ``model_artifacts/<version>/``::
                      score(customer_id: string[], product_ids: string[N]) -> {scores: float32[N]}
                      Unknown ids map to an untrained OOV row inside the model: check them against the
                      vocabularies below first.
+                     and the objects serving uses directly (one request = one ScaNN op, no tf.function call):
+                     scann (the index: scann_ops.searcher_from_module), customer_embeddings, product_embeddings
+                     (float32[N + 1, D], last row the OOV row), customer_vocabulary (string[N]) and
+                     product_vocabulary (string[N + 1], last the padding id ""): the ids of the rows, in order.
     manifest.json    version, created_at, data_sha256, parameters, vocabulary sizes, k_max, embedding_dim,
                      index parameters, scann_recall_at_10, metrics
     customers.json   the customer vocabulary (list of ids)

@@ -42,7 +42,7 @@ def test_every_section_is_written(results: tuple[dict[str, Any], str]) -> None:
         assert data.get(section), section
     assert {"retail", "synthetic_2k", "synthetic_5k"} <= data["retrieval"].keys()
     for catalogue in data["retrieval"].values():
-        assert {"scann", "exact", "speedup", "recall_at_10", "index"} <= catalogue.keys()
+        assert {"scann", "exact", "scann_signature", "exact_signature", "speedup", "recall_at_10"} <= catalogue.keys()
         assert 0.0 <= catalogue["recall_at_10"] <= 1.0
     assert {"recommend", "score", "score_signature"} <= data["wrapper"].keys()
     assert {"batched", "single"} <= data["batch"].keys()

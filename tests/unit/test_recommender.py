@@ -21,7 +21,9 @@ def model(model_dir: Path) -> Recommender:
 def raw_scores(model: Recommender, customer_id: str, product_ids: list[str]) -> npt.NDArray[np.float64]:
     import tensorflow as tf
 
-    out = model._model.signatures["score"](customer_id=tf.constant(customer_id), product_ids=tf.constant(product_ids))
+    out = model.saved_model.signatures["score"](
+        customer_id=tf.constant(customer_id), product_ids=tf.constant(product_ids)
+    )
     return np.asarray(out["scores"].numpy(), dtype=np.float64)
 
 
@@ -79,3 +81,26 @@ def test_too_few_new_candidates_fall_back_to_exact_scoring_of_the_catalogue(
     new = [p for p in model.artifact.catalogue if p not in bought]
     exact = sorted(zip(new, raw_scores(model, customer, new), strict=True), key=lambda i: i[1], reverse=True)
     assert [p for p, _ in ranked] == [p for p, _ in exact]
+
+
+@pytest.mark.parametrize(
+    ("method", "signature"), [("candidates", "recommend"), ("exact_candidates", "recommend_exact")]
+)
+def test_serving_search_returns_what_the_savedmodel_signature_returns(
+    model: Recommender, method: str, signature: str
+) -> None:
+    import tensorflow as tf
+
+    # Given customers, the eager search on the loaded index (serving) and the SavedModel's signature (batch use)
+    customers = sorted(model.artifact.customers)[:10]
+    out = model.saved_model.signatures[signature](customer_ids=tf.constant(customers))
+    for customer, ids, scores in zip(customers, out["product_ids"].numpy(), out["scores"].numpy(), strict=True):
+        expected = [(p.decode(), float(s)) for p, s in zip(ids, scores, strict=True) if p]
+        # When serving searches
+        served = getattr(model, method)(customer)
+        # Then it finds the same products with the same scores, best first (numpy's and TensorFlow's dot products may
+        # differ in the last bits, so near-ties may swap places)
+        assert np.allclose([s for _, s in served], [s for _, s in expected], rtol=1e-5, atol=1e-5)
+        common = dict(served).keys() & dict(expected).keys()
+        assert len(common) >= len(expected) - 2
+        assert all(math.isclose(dict(served)[p], dict(expected)[p], rel_tol=1e-5, abs_tol=1e-5) for p in common)

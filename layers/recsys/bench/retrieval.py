@@ -1,5 +1,6 @@
-"""Model figures: retrieval through the SavedModel signatures (ScaNN vs exact, recall), the Python wrapper,
-scoring for the update path, and batch generation throughput."""
+"""Model figures: retrieval as served (one eager ScaNN op on the SavedModel's index) and through the SavedModel's
+signatures, each against exact search in the same run, with recall; the Python wrapper, scoring for the update path
+and batch generation throughput."""
 
 from __future__ import annotations
 
@@ -19,12 +20,11 @@ BATCH_SIZE = 256
 BATCH_K = 20
 
 
-def load_saved_model(model_dir: Path) -> tuple[Any, float]:
-    """The loaded SavedModel (what Recommender loads) and the seconds it took."""
-    tf = import_tensorflow()
+def load_recommender(model_dir: Path) -> tuple[Recommender, float]:
+    """The served model (SavedModel, searcher, vocabularies) and the seconds loading it took."""
     start = time.perf_counter()
-    loaded = tf.saved_model.load(str(Artifact(model_dir).saved_model_path))
-    return loaded, time.perf_counter() - start
+    recommender = Recommender(Artifact(model_dir))
+    return recommender, time.perf_counter() - start
 
 
 def _sample(ids: list[str], n: int, seed: int) -> list[str]:
@@ -32,33 +32,34 @@ def _sample(ids: list[str], n: int, seed: int) -> list[str]:
     return [ids[i] for i in rng.choice(len(ids), size=min(n, len(ids)), replace=False)]
 
 
-def _top_ids(signature: Any, customer_ids: list[str], k: int) -> list[set[bytes]]:
-    tf = import_tensorflow()
-
-    rows = signature(customer_ids=tf.constant(customer_ids))["product_ids"].numpy()[:, :k]
-    return [{p for p in row if p} for row in rows]
-
-
-def recall_at_k(loaded: Any, customer_ids: list[str], k: int = RECALL_K) -> float:
-    """Mean share of the exact top-k that ScaNN's top-k holds, through the two signatures."""
-    approximate = _top_ids(loaded.signatures["recommend"], customer_ids, k)
-    exact = _top_ids(loaded.signatures["recommend_exact"], customer_ids, k)
-    return float(np.mean([len(a & e) / max(1, len(e)) for a, e in zip(approximate, exact, strict=True)]))
+def recall_at_k(recommender: Recommender, customer_ids: list[str], k: int = RECALL_K) -> float:
+    """Mean share of the exact top-k (brute force) that the served ScaNN search's top-k holds."""
+    shares = []
+    for customer in customer_ids:
+        approximate = {p for p, _ in recommender.candidates(customer)[:k]}
+        exact = {p for p, _ in recommender.exact_candidates(customer)[:k]}
+        shares.append(len(approximate & exact) / max(1, len(exact)))
+    return float(np.mean(shares))
 
 
 def retrieval(model_dir: Path, *, repeat: int, warmup: int, recall_customers: int) -> dict[str, Any]:
-    """Single-customer latency of `recommend` (ScaNN) and `recommend_exact`, interleaved, plus recall@10."""
+    """Single-customer top-k_max, interleaved: the served ScaNN search and exact brute force over the same embeddings
+    (numpy), and the SavedModel's `recommend` / `recommend_exact` signatures; plus the served search's recall@10."""
     tf = import_tensorflow()
 
-    model = Artifact(model_dir)
-    loaded, load_seconds = load_saved_model(model_dir)
+    recommender, load_seconds = load_recommender(model_dir)
+    model = recommender.artifact
     customers = sorted(model.customers)
-    inputs = [tf.constant([c]) for c in _sample(customers, repeat, seed=1)]
-    scann, exact = loaded.signatures["recommend"], loaded.signatures["recommend_exact"]
+    sample = _sample(customers, repeat, seed=1)
+    tensors = [tf.constant([c]) for c in sample]
+    signatures = recommender.saved_model.signatures
+    scann, exact = signatures["recommend"], signatures["recommend_exact"]
     figures = measure(
         {
-            "scann": lambda i: scann(customer_ids=inputs[i % len(inputs)]),
-            "exact": lambda i: exact(customer_ids=inputs[i % len(inputs)]),
+            "scann": lambda i: recommender.candidates(sample[i % len(sample)]),
+            "exact": lambda i: recommender.exact_candidates(sample[i % len(sample)]),
+            "scann_signature": lambda i: scann(customer_ids=tensors[i % len(tensors)]),
+            "exact_signature": lambda i: exact(customer_ids=tensors[i % len(tensors)]),
         },
         repeat,
         warmup,
@@ -67,24 +68,26 @@ def retrieval(model_dir: Path, *, repeat: int, warmup: int, recall_customers: in
     return {
         "products": len(model.catalogue),
         "customers": len(customers),
+        "k": min(model.k_max, len(model.catalogue)),
         "embedding_dim": model.manifest.get("embedding_dim"),
         "index": model.manifest.get("index"),
         "build_seconds": model.manifest.get("build_seconds"),
         "load_seconds": round(load_seconds, 2),
         **figures,
         "speedup": ratio(figures["exact"], figures["scann"]),
-        "recall_at_10": recall_at_k(loaded, recall_sample),
+        "signature_speedup": ratio(figures["exact_signature"], figures["scann_signature"]),
+        "recall_at_10": recall_at_k(recommender, recall_sample),
         "recall_customers": len(recall_sample),
     }
 
 
 def wrapper(model_dir: Path, *, repeat: int, warmup: int) -> dict[str, Figure]:
-    """`Recommender.recommend` and the update path: `Recommender.score` and the raw `score` signature, 100 products."""
+    """`Recommender.recommend` (search, blend, sort) and the update path: `Recommender.score` and the SavedModel's
+    `score` signature, 100 products."""
     tf = import_tensorflow()
 
-    recommender = Recommender(Artifact(model_dir))
-    loaded, _ = load_saved_model(model_dir)  # kept alive: its signatures need its variables
-    score_signature = loaded.signatures["score"]
+    recommender, _ = load_recommender(model_dir)
+    score_signature = recommender.saved_model.signatures["score"]
     customers = _sample(sorted(recommender.artifact.customers), repeat, seed=3)
     products = _sample(sorted(recommender.artifact.catalogue), SCORED_PRODUCTS, seed=4)
     products_tensor = tf.constant(products)
@@ -103,29 +106,34 @@ def wrapper(model_dir: Path, *, repeat: int, warmup: int) -> dict[str, Figure]:
 
 
 def batch_generation(model_dir: Path, *, repeat: int, single_customers: int) -> dict[str, Any]:
-    """Top-20 for every customer through `recommend`: in batches of 256 vs one customer per call (customers/s)."""
+    """Top-20 for every customer: through the `recommend` signature in batches of 256, and one customer per call as
+    served (`Recommender.candidates`); customers per second."""
     tf = import_tensorflow()
 
-    loaded, _ = load_saved_model(model_dir)
-    recommend = loaded.signatures["recommend"]
-    customers = sorted(Artifact(model_dir).customers)
+    recommender, _ = load_recommender(model_dir)
+    recommend = recommender.saved_model.signatures["recommend"]
+    customers = sorted(recommender.artifact.customers)
     single = customers[:single_customers]
 
-    def run(ids: list[str], batch_size: int) -> float:
+    def batched(ids: list[str]) -> float:
         start = time.perf_counter()
-        for i in range(0, len(ids), batch_size):
-            out = recommend(customer_ids=tf.constant(ids[i : i + batch_size]))
+        for i in range(0, len(ids), BATCH_SIZE):
+            out = recommend(customer_ids=tf.constant(ids[i : i + BATCH_SIZE]))
             out["product_ids"].numpy()[:, :BATCH_K], out["scores"].numpy()[:, :BATCH_K]
         return len(ids) / (time.perf_counter() - start)
 
-    run(customers[:BATCH_SIZE], BATCH_SIZE)  # warm-up
-    batched = [run(customers, BATCH_SIZE) for _ in range(repeat)]
-    one_by_one = [run(single, 1) for _ in range(repeat)]
+    def one_by_one(ids: list[str]) -> float:
+        start = time.perf_counter()
+        for customer in ids:
+            recommender.candidates(customer)[:BATCH_K]
+        return len(ids) / (time.perf_counter() - start)
+
+    batched(customers[:BATCH_SIZE]), one_by_one(single[:10])  # warm-up
     return {
         "customers": len(customers),
         "batch_size": BATCH_SIZE,
         "k": BATCH_K,
-        "batched": summarize(batched, "customers/s"),
+        "batched": summarize([batched(customers) for _ in range(repeat)], "customers/s"),
         "single_customers": len(single),
-        "single": summarize(one_by_one, "customers/s"),
+        "single": summarize([one_by_one(single) for _ in range(repeat)], "customers/s"),
     }

@@ -182,7 +182,9 @@ class RecommenderModule(tf.Module):  # type: ignore[misc]
         self.product_table = _lookup_table(product_ids)
         self.customer_embeddings = _with_oov_row(customer_embeddings)
         self.product_embeddings = _with_oov_row(product_embeddings)
-        # row N (the padding index) is the empty id
+        # the ids of the embedding rows, in order (serving maps ids to rows with them); product row N, the padding
+        # index, is the empty id
+        self.customer_vocabulary = tf.Variable(customer_ids, trainable=False, dtype=tf.string)
         self.product_vocabulary = tf.Variable(
             np.concatenate([product_ids, np.array([PAD_PRODUCT_ID], dtype=object)]), trainable=False, dtype=tf.string
         )
