@@ -35,4 +35,9 @@ def reset() -> None:
     get_service.cache_clear()
 
 
-ServiceDep = Annotated[RecommendationService, Depends(get_service)]
+async def service_dependency() -> RecommendationService:
+    """get_service for FastAPI: async, so that it runs on the event loop, not in a worker thread (see recsys.api)."""
+    return get_service()
+
+
+ServiceDep = Annotated[RecommendationService, Depends(service_dependency)]

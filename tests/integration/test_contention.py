@@ -1,4 +1,5 @@
-"""Contention: 32 concurrent writers on one customer's list lose no update, through the service and over HTTP.
+"""Contention: 32 concurrent writers on one customer's list lose no update, through the service and over HTTP
+(to several app instances, as to several Lambda containers).
 
 The writers touch disjoint products (writer i adds NEW-i or deletes BASE-i), so applying the successful operations
 one by one gives the same list in any order: that sequential result is the reference. Every call either succeeds or
@@ -38,6 +39,7 @@ from tests.conftest import TABLE
 from tests.local_server import free_port
 
 WRITERS = 32
+SERVERS = 4  # local app instances, each serving one request at a time like a Lambda container
 WRITE_RETRIES = 20  # the setting's maximum: under 32 writers on one item some calls may still get 409
 CUSTOMER = "contended"
 REFERENCE = "sequential"
@@ -165,8 +167,11 @@ def test_32_concurrent_writers_through_the_service_lose_no_update(
 
 
 @pytest.fixture
-def http_server(model_dir: Any, monkeypatch: pytest.MonkeyPatch, atomic_conditional_writes: None) -> Iterator[str]:
-    """The local app (uvicorn, in a thread) on moto's DynamoDB server (in this process), both on loopback."""
+def http_servers(
+    model_dir: Any, monkeypatch: pytest.MonkeyPatch, atomic_conditional_writes: None
+) -> Iterator[list[str]]:
+    """SERVERS local apps (uvicorn, each in a thread) on moto's DynamoDB server (in this process), all on loopback.
+    An app serves one request at a time (recsys.api), like a Lambda container: concurrency comes from several."""
     port = free_port()
     dynamodb = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     dynamodb.start()
@@ -184,29 +189,36 @@ def http_server(model_dir: Any, monkeypatch: pytest.MonkeyPatch, atomic_conditio
         monkeypatch.setenv(name, value)
     dependencies.reset()
     create_table(boto3.client("dynamodb", endpoint_url=endpoint, region_name="us-east-1"), TABLE)
-    server = uvicorn.Server(uvicorn.Config(create_app(), host="127.0.0.1", port=free_port(), log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
+    servers = [
+        uvicorn.Server(uvicorn.Config(create_app(), host="127.0.0.1", port=free_port(), log_level="warning"))
+        for _ in range(SERVERS)
+    ]
+    threads = [threading.Thread(target=server.run, daemon=True) for server in servers]
+    for thread in threads:
+        thread.start()
     try:
-        while not server.started:
-            assert thread.is_alive(), "uvicorn did not start"
+        while not all(server.started for server in servers):
+            assert all(thread.is_alive() for thread in threads), "uvicorn did not start"
             threading.Event().wait(0.05)
-        yield f"http://127.0.0.1:{server.config.port}"
+        yield [f"http://127.0.0.1:{server.config.port}" for server in servers]
     finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+        for server in servers:
+            server.should_exit = True
+        for thread in threads:
+            thread.join(timeout=30)
         dynamodb.stop()
         dependencies.reset()
 
 
-def test_32_concurrent_writers_over_http_lose_no_update(http_server: str, conflicts: list[int]) -> None:
-    # Given a stored list of 16 products behind the local HTTP server
+def test_32_concurrent_writers_over_http_lose_no_update(http_servers: list[str], conflicts: list[int]) -> None:
+    # Given a stored list of 16 products behind several local HTTP servers
     service = get_service()
     seed(service, CUSTOMER)
+    server_of = {operation: http_servers[i % SERVERS] for i, operation in enumerate(operations())}
 
-    # When 32 HTTP clients at once each add a new product or delete a base product
+    # When 32 HTTP clients at once each add a new product or delete a base product, spread over the servers
     def call(operation: Operation) -> bool:
-        with httpx.Client(base_url=http_server, timeout=60) as client:
+        with httpx.Client(base_url=server_of[operation], timeout=60) as client:
             status = operation.send(client, CUSTOMER)
         assert status in {200, 409}, status
         return status == 200
