@@ -73,3 +73,25 @@ def test_markdown_has_the_tables(results: tuple[dict[str, Any], str]) -> None:
         assert heading in text
     assert "| figure | median | p90 | p99 | unit |" in text
     assert "| retail |" in text
+
+
+def test_callables_take_turns_in_blocks_and_each_is_timed_repeat_times() -> None:
+    from recsys.bench.timing import time_interleaved
+
+    order: list[tuple[str, int]] = []
+    samples = time_interleaved(
+        {"a": lambda i: order.append(("a", i)), "b": lambda i: order.append(("b", i))}, repeat=5, warmup=1, block=2
+    )
+    assert {name: len(times) for name, times in samples.items()} == {"a": 5, "b": 5}
+    assert order[2:] == [
+        ("a", 0),
+        ("a", 1),
+        ("b", 0),
+        ("b", 1),
+        ("a", 2),
+        ("a", 3),
+        ("b", 2),
+        ("b", 3),
+        ("a", 4),
+        ("b", 4),
+    ]

@@ -49,7 +49,7 @@ FULL = Sizes(
     synthetic_repeat=(1000, 300),
     recall_customers=200,
     handler_repeat=300,
-    cold_repeat=5,
+    cold_repeat=9,
     batch_repeat=5,
     single_customers=1000,
 )

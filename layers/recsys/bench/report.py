@@ -19,8 +19,9 @@ OPERATIONS_SHORT = {
 
 
 METHOD = [
-    "- Latencies: `time.perf_counter_ns` around each call after a warm-up; the compared callables run interleaved "
-    "(one call of each per round), so a busy moment on the shared machine hits them alike.",
+    "- Latencies: `time.perf_counter_ns` around each call after a warm-up; the compared callables take turns in blocks "
+    "of 20 consecutive calls, so a busy moment on the shared machine hits them alike while each runs as in steady "
+    "use (the first call of a block follows another callable's work: it is in every figure, and shows in p90/p99).",
     "- Retrieval, one customer per call, top k_max (200): as served, `Recommender.candidates` (one eager ScaNN op on "
     "the searcher rebuilt once from the SavedModel's index, ids mapped in Python) against "
     "`Recommender.exact_candidates` (brute-force numpy dot products over the same embeddings and `argpartition`); "
