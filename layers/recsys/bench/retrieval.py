@@ -20,7 +20,7 @@ BATCH_SIZE = 256
 BATCH_K = 20
 
 
-def load_recommender(model_dir: Path) -> tuple[Recommender, float]:
+def timed_load(model_dir: Path) -> tuple[Recommender, float]:
     """The served model (SavedModel, searcher, vocabularies) and the seconds loading it took."""
     start = time.perf_counter()
     recommender = Recommender(Artifact(model_dir))
@@ -47,7 +47,7 @@ def retrieval(model_dir: Path, *, repeat: int, warmup: int, recall_customers: in
     (numpy), and the SavedModel's `recommend` / `recommend_exact` signatures; plus the served search's recall@10."""
     tf = import_tensorflow()
 
-    recommender, load_seconds = load_recommender(model_dir)
+    recommender, load_seconds = timed_load(model_dir)
     model = recommender.artifact
     customers = sorted(model.customers)
     sample = _sample(customers, repeat, seed=1)
@@ -86,7 +86,7 @@ def wrapper(model_dir: Path, *, repeat: int, warmup: int) -> dict[str, Figure]:
     `score` signature, 100 products."""
     tf = import_tensorflow()
 
-    recommender, _ = load_recommender(model_dir)
+    recommender, _ = timed_load(model_dir)
     score_signature = recommender.saved_model.signatures["score"]
     customers = _sample(sorted(recommender.artifact.customers), repeat, seed=3)
     products = _sample(sorted(recommender.artifact.catalogue), SCORED_PRODUCTS, seed=4)
@@ -110,7 +110,7 @@ def batch_generation(model_dir: Path, *, repeat: int, single_customers: int) -> 
     served (`Recommender.candidates`); customers per second."""
     tf = import_tensorflow()
 
-    recommender, _ = load_recommender(model_dir)
+    recommender, _ = timed_load(model_dir)
     recommend = recommender.saved_model.signatures["recommend"]
     customers = sorted(recommender.artifact.customers)
     single = customers[:single_customers]
