@@ -96,9 +96,9 @@ def cold_starts(
         with patched_environ(lambda_environment(model_dir) | endpoint):
             _seed(events)
         path = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)
-        endpoint["PYTHONPATH"] = path  # functions.<op>.app importable, as from the task root
-        envs = {op: os.environ | lambda_environment(model_dir, op) | endpoint for op in operations or OPERATIONS}
-        envs[REFERENCE] = os.environ | endpoint
+        child = os.environ | endpoint | {"PYTHONPATH": path}  # functions.<op>.app importable, as from the task root
+        envs = {op: child | lambda_environment(model_dir, op) for op in operations or OPERATIONS}
+        envs[REFERENCE] = child
         # round-robin, so a busy moment does not hit one function only
         names = [*(operations or OPERATIONS), REFERENCE] * repeat
         _byte_compile()
