@@ -45,7 +45,7 @@ format: setup ## apply ruff fixes and formatting
 	$(RUN) ruff format .
 
 typecheck: setup ## mypy (strict) on the library, handlers and tests
-	$(RUN) mypy layers/recsys functions tests
+	$(RUN) mypy layers/recsys layers/recsys_tools functions tests
 
 check: lint typecheck test ## lint, types and tests
 

@@ -17,11 +17,11 @@ from moto import mock_aws
 from samtranslator.translator.transform import transform  # type: ignore[import-untyped]
 
 from recsys import dependencies
-from recsys.bench.handlers import lambda_environment
-from recsys.local_stack import create_table
 from recsys.settings import REPO_ROOT
-from recsys.template import functions, load_template
-from tests.local_server import recsys_serve
+from recsys_tools.bench.handlers import lambda_environment
+from recsys_tools.local_stack import create_table
+from recsys_tools.template import functions, load_template
+from tests.support.local_server import recsys_serve
 
 DATA = REPO_ROOT / "model_artifacts" / "data" / "online_retail.csv.gz"
 SLICE_CUSTOMERS = 40  # the first customers of the data set, 17850 among them (the events' customer)
@@ -50,7 +50,7 @@ def write_data_slice(path: Path, customers: int = SLICE_CUSTOMERS) -> Path:
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real (small) two-tower model trained and exported by the production code path."""
-    from recsys.training.train import TrainParams, train_and_export
+    from recsys_tools.training.train import TrainParams, train_and_export
 
     root = tmp_path_factory.mktemp("artifacts")
     data = write_data_slice(root / "slice.csv.gz")

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tests.events import http_api_event
+from recsys_tools.events import http_api_event
 
 REPO = Path(__file__).resolve().parents[2]
 EVENTS_DIR = REPO / "infra" / "events"

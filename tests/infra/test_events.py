@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 from recsys.settings import REPO_ROOT
-from recsys.template import functions
+from recsys_tools.template import functions
 from tests.infra import events
 
 DATA = REPO_ROOT / "model_artifacts" / "data" / "online_retail.csv.gz"

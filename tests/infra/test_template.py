@@ -10,8 +10,8 @@ from typing import Any
 from cfnlint.api import ManualArgs, lint_file  # type: ignore[import-untyped]
 
 from recsys.settings import REPO_ROOT
-from recsys.template import TEMPLATE, functions
-from tests.events import ROUTE_KEY
+from recsys_tools.events import ROUTE_KEY
+from recsys_tools.template import TEMPLATE, functions
 from tests.infra.events import EVENTS_DIR
 
 TABLE_ARN = {"Fn::GetAtt": ["RecommendationsTable", "Arn"]}

@@ -21,9 +21,9 @@ import pytest
 from moto import mock_aws
 
 from recsys import dependencies
-from recsys.local_stack import create_table
-from recsys.template import environment, functions
-from tests.events import FakeLambdaContext
+from recsys_tools.events import FakeLambdaContext
+from recsys_tools.local_stack import create_table
+from recsys_tools.template import environment, functions
 from tests.infra.events import CUSTOMER_ID, DELETED_PRODUCT_IDS, EVENTS_DIR, UPDATED_PRODUCTS
 
 pytestmark = pytest.mark.slow
@@ -44,7 +44,9 @@ def skip_until_ready(template: dict[str, Any], request: pytest.FixtureRequest) -
     for function in functions(template).values():
         if not function.source.is_file() or not re.search(r"^handler\b", function.source.read_text(), re.MULTILINE):
             pytest.skip(f"{function.source.relative_to(function.source.parents[2])} has no `handler` yet")
-    pytest.importorskip("recsys.training.train", reason="the model_dir fixture trains with recsys.training.train")
+    pytest.importorskip(
+        "recsys_tools.training.train", reason="the model_dir fixture trains with recsys_tools.training.train"
+    )
     try:
         model_dir: Path = request.getfixturevalue("model_dir")
     except pytest.FixtureLookupError:

@@ -11,8 +11,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from recsys.api import create_app
+from recsys_tools.events import FakeLambdaContext, http_api_event
 from tests.conftest import lambda_handler
-from tests.events import FakeLambdaContext, http_api_event
 
 OPERATIONS = {
     "POST": "customer_recommendations",

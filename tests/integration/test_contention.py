@@ -31,12 +31,12 @@ from recsys import dependencies
 from recsys.api import create_app
 from recsys.dependencies import get_service
 from recsys.errors import ConflictError, VersionConflict
-from recsys.local_stack import create_table
 from recsys.schemas import ProductInput
 from recsys.service import RecommendationService
 from recsys.store import StoredItem, StoredList
+from recsys_tools.local_stack import create_table
 from tests.conftest import TABLE
-from tests.local_server import free_port
+from tests.support.local_server import free_port
 
 WRITERS = 32
 SERVERS = 4  # local app instances, each serving one request at a time like a Lambda container

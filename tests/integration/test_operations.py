@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from recsys.bench.handlers import lambda_environment
 from recsys.dependencies import get_recommender
 from recsys.settings import REPO_ROOT
+from recsys_tools.bench.handlers import lambda_environment
 from tests.conftest import KNOWN_CUSTOMER, TABLE, UNKNOWN_CUSTOMER
 from tests.integration.conftest import Api
 

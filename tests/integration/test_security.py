@@ -16,9 +16,9 @@ import pytest
 from recsys.dependencies import get_service
 from recsys.settings import REPO_ROOT
 from recsys.store import StoredItem, StoredList
-from recsys.template import functions
+from recsys_tools.events import FakeLambdaContext, http_api_event
+from recsys_tools.template import functions
 from tests.conftest import lambda_handler
-from tests.events import FakeLambdaContext, http_api_event
 
 TABLE_ARN = {"Fn::GetAtt": ["RecommendationsTable", "Arn"]}
 FAKE_ACCOUNT = "123456789012"  # the documented example account id used in test events

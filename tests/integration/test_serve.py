@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import KNOWN_CUSTOMER
-from tests.local_server import request
+from tests.support.local_server import request
 
 
 @pytest.mark.slow

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from recsys.cli import main
+from recsys_tools.cli import main
 
 pytest.importorskip("scann")
 pytest.importorskip("moto")
@@ -76,7 +76,7 @@ def test_markdown_has_the_tables(results: tuple[dict[str, Any], str]) -> None:
 
 
 def test_callables_take_turns_in_blocks_and_each_is_timed_repeat_times() -> None:
-    from recsys.bench.timing import time_interleaved
+    from recsys_tools.bench.timing import time_interleaved
 
     order: list[tuple[str, int]] = []
     samples = time_interleaved(

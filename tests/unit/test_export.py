@@ -19,7 +19,7 @@ pytest.importorskip("scann")
 
 import tensorflow as tf
 
-from recsys.training.export import (
+from recsys_tools.training.export import (
     IndexParams,
     _build_searcher,
     _kth_exact_scores,

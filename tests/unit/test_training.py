@@ -13,7 +13,7 @@ import pytest
 import scipy.sparse as sp
 
 from recsys import artifact
-from recsys.training.data import (
+from recsys_tools.training.data import (
     CLEAN_COLUMNS,
     Columns,
     clean,
@@ -21,7 +21,7 @@ from recsys.training.data import (
     synthetic_purchases,
     time_split,
 )
-from recsys.training.evaluate import ndcg_at_k, rank, recall_at_k
+from recsys_tools.training.evaluate import ndcg_at_k, rank, recall_at_k
 
 RAW_COLUMNS = ["InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate", "UnitPrice", "CustomerID", "Country"]
 
@@ -134,7 +134,7 @@ def test_rank_orders_and_excludes() -> None:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from recsys.training.train import TrainParams, train_and_export
+    from recsys_tools.training.train import TrainParams, train_and_export
 
     root = tmp_path_factory.mktemp("artifacts")
     return train_and_export(
@@ -234,14 +234,14 @@ def test_unknown_ids_are_detected_by_the_vocabularies_not_scored(trained: Path, 
 
 
 def test_existing_version_is_not_overwritten(trained: Path) -> None:
-    from recsys.training.train import TrainParams, train_and_export
+    from recsys_tools.training.train import TrainParams, train_and_export
 
     with pytest.raises(FileExistsError):
         train_and_export(synthetic_purchases(), trained.parent, params=TrainParams.tiny(), version="tiny")
 
 
 def test_cli_defaults_are_the_default_parameters() -> None:
-    from recsys.training.train import TrainParams, add_arguments
+    from recsys_tools.training.train import TrainParams, add_arguments
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)

@@ -29,7 +29,7 @@ import pandas as pd
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
-from recsys.training.data import vocabulary
+from recsys_tools.training.data import vocabulary
 
 Floats = npt.NDArray[np.float32]
 Ints = npt.NDArray[np.int64]
@@ -52,7 +52,7 @@ class TrainParams:
     use_customer_id: bool = False
     logq_correction: bool = True
     leave_target_out: bool = True
-    buy_again_weight: float = 1.0  # serve-time blend for the "all" view; see recsys.training.train
+    buy_again_weight: float = 1.0  # serve-time blend for the "all" view; see recsys_tools.training.train
     seed: int = 42
     verbose: int = 1  # Keras progress: 0 silent, 1 bar, 2 a line per epoch
 

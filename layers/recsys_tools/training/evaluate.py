@@ -28,8 +28,8 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recsys import artifact
-from recsys.training import baselines
-from recsys.training.data import Split
+from recsys_tools.training import baselines
+from recsys_tools.training.data import Split
 
 log = logging.getLogger(__name__)
 
@@ -152,8 +152,8 @@ def baseline_scores(data: EvalData) -> dict[str, Floats]:
 
 def model_scores(split: Split, data: EvalData, params: Any) -> Floats:
     """Train the two-tower model on the training split and score every product for the test customers."""
-    from recsys.training import model as two_tower  # TensorFlow only when the model is evaluated
-    from recsys.training.data import product_names
+    from recsys_tools.training import model as two_tower  # TensorFlow only when the model is evaluated
+    from recsys_tools.training.data import product_names
 
     embeddings, _ = two_tower.fit(split.train, params, product_names(split.train))
     assert embeddings.customers == data.customers
@@ -245,7 +245,7 @@ def development_log(path: Path) -> list[str]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from recsys.training.train import add_data_arguments
+    from recsys_tools.training.train import add_data_arguments
 
     add_data_arguments(parser)
     parser.add_argument("--model-dir", type=Path, help="artifact whose parameters are evaluated (default: current)")
@@ -256,8 +256,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from recsys.training.model import TrainParams
-    from recsys.training.train import VARIANTS, load_data
+    from recsys_tools.training.model import TrainParams
+    from recsys_tools.training.train import VARIANTS, load_data
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     purchases, _ = load_data(args)
@@ -283,7 +283,7 @@ def evaluate_all(
     variants: dict[str, Callable[[Any], Any]],
 ) -> tuple[dict[str, dict[str, dict[str, Any]]], dict[str, str]]:
     """Baselines, every named variant (a function of the base parameters) and the model with ``params``."""
-    from recsys.training.data import time_split
+    from recsys_tools.training.data import time_split
 
     split = time_split(purchases, split_date)
     data = eval_data(split)

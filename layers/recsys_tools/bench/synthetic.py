@@ -33,7 +33,7 @@ def clustered_embeddings(rng: np.random.Generator, centres: npt.NDArray[np.float
 
 def build_artifact(out_dir: Path, products: int, customers: int, dim: int, *, seed: int = 0) -> dict[str, Any]:
     """Write a complete artifact to ``out_dir``; returns its manifest (with ``build_seconds``: the export time)."""
-    from recsys.training.export import export_model  # imports TensorFlow
+    from recsys_tools.training.export import export_model  # imports TensorFlow
 
     rng = np.random.default_rng(seed)
     centres = rng.standard_normal(size=(CLUSTERS, dim), dtype=np.float32)

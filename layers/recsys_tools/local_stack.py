@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from recsys.template import load_template, table_resource
+from recsys_tools.template import load_template, table_resource
 
 TABLE_PROPERTIES = ("KeySchema", "AttributeDefinitions", "BillingMode")
 

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from recsys.artifact import Artifact
-from recsys.bench.handlers import OPERATIONS, TABLE, lambda_environment, patched_environ, request_events
-from recsys.bench.timing import summarize
 from recsys.settings import REPO_ROOT, Settings
+from recsys_tools.bench.handlers import OPERATIONS, TABLE, lambda_environment, patched_environ, request_events
+from recsys_tools.bench.timing import summarize
 
 CHILD = Path(__file__).with_name("coldstart_child.py")
 REFERENCE = "reference"
@@ -36,8 +36,8 @@ def _byte_compile() -> None:
 
 def _seed(events: dict[str, dict[str, Any]]) -> None:
     """The table, and a stored list for the customer of the events (show and delete need one)."""
-    from recsys.local_stack import create_table
     from recsys.store import RecommendationStore, StoredItem, StoredList
+    from recsys_tools.local_stack import create_table
 
     store = RecommendationStore(Settings())
     create_table(store.client, TABLE)

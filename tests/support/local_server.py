@@ -40,7 +40,16 @@ def recsys_serve(model_dir: Path, log: Path) -> Iterator[str]:
     port, dynamodb_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if k not in {"TABLE_NAME", "DYNAMODB_ENDPOINT_URL"}}
     env |= {"MODEL_DIR": str(model_dir), "AWS_DEFAULT_REGION": "us-east-1", "POWERTOOLS_TRACE_DISABLED": "true"}
-    command = [sys.executable, "-m", "recsys.cli", "serve", "--port", str(port), "--dynamodb-port", str(dynamodb_port)]
+    command = [
+        sys.executable,
+        "-m",
+        "recsys_tools.cli",
+        "serve",
+        "--port",
+        str(port),
+        "--dynamodb-port",
+        str(dynamodb_port),
+    ]
     base = f"http://127.0.0.1:{port}"
     with log.open("w") as output:
         process = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT)  # nosec B603

@@ -28,7 +28,7 @@ import pandas as pd
 
 from recsys import artifact
 from recsys.settings import Settings
-from recsys.training.data import (
+from recsys_tools.training.data import (
     DEFAULT_DATA,
     DEFAULT_SPLIT_DATE,
     Columns,
@@ -38,7 +38,7 @@ from recsys.training.data import (
     product_names,
     validate,
 )
-from recsys.training.model import TrainParams
+from recsys_tools.training.model import TrainParams
 
 __all__ = ["VARIANTS", "TrainParams", "add_arguments", "run", "train_and_export"]
 
@@ -82,7 +82,7 @@ def split_metrics(
 ) -> dict[str, Any]:
     """Recall/NDCG@20 of these parameters trained on the time split, with the baselines for context; optionally
     also the markdown report and plot."""
-    from recsys.training.evaluate import evaluate_all, report_header, write_report
+    from recsys_tools.training.evaluate import evaluate_all, report_header, write_report
 
     results, notes = evaluate_all(purchases, split_date, params, {})
     if report_dir is not None:
@@ -107,9 +107,9 @@ def train_and_export(
     report_dir: Path | None = None,
 ) -> Path:
     """Train on all of ``purchases`` (a CSV with the Online Retail columns, or a cleaned frame as made by
-    ``recsys.training.data``), export ``artifacts_root/<version>`` and (by default) mark it current."""
-    from recsys.training.export import export_model
-    from recsys.training.model import fit
+    ``recsys_tools.training.data``), export ``artifacts_root/<version>`` and (by default) mark it current."""
+    from recsys_tools.training.export import export_model
+    from recsys_tools.training.model import fit
 
     params = params or TrainParams()
     if isinstance(purchases, Path):

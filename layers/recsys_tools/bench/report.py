@@ -6,7 +6,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from recsys.bench.timing import Figure
+from recsys_tools.bench.timing import Figure
 
 SEED_RETAIL_MS = 3.35  # the seed implementation's retail retrieval median
 SIGNATURES = {"scann_signature": "recommend", "exact_signature": "recommend_exact"}

@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 
 from recsys.artifact import Artifact
-from recsys.bench.timing import Figure, measure, ratio, summarize
 from recsys.recommender import Recommender, import_tensorflow
+from recsys_tools.bench.timing import Figure, measure, ratio, summarize
 
 RECALL_K = 10
 SCORED_PRODUCTS = 100

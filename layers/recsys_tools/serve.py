@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _ensure_model(settings: Settings) -> None:
     if settings.model_dir is None and not (settings.artifacts_root / CURRENT).exists():
         print("No current model: training one from the shipped data first (a few minutes).", flush=True)
-        from recsys.cli import main
+        from recsys_tools.cli import main
 
         if main(["train", "--artifacts-root", str(settings.artifacts_root)]) != 0:
             raise SystemExit("training failed")
@@ -33,8 +33,8 @@ def _ensure_model(settings: Settings) -> None:
 def _start_embedded_dynamodb(host: str, port: int) -> str:
     from moto.server import ThreadedMotoServer
 
-    from recsys.local_stack import create_table
     from recsys.store import RecommendationStore
+    from recsys_tools.local_stack import create_table
 
     ThreadedMotoServer(ip_address=host, port=port, verbose=False).start()
     endpoint = f"http://{host}:{port}"

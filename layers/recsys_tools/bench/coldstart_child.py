@@ -49,7 +49,7 @@ def main() -> None:
         if operation in LOADS_MODEL:  # what make_handler(load_model=True) does, timed on its own
             timed("model_load", lambda: importlib.import_module("recsys.dependencies").get_recommender())
         handler = timed("handler_init", lambda: importlib.import_module(f"functions.{operation}.app").handler)
-        context = importlib.import_module("recsys.events").FakeLambdaContext()
+        context = importlib.import_module("recsys_tools.events").FakeLambdaContext()
         response = timed("first_call", lambda: handler(event, context))
         result |= {"status": response["statusCode"], "tensorflow_imported": "tensorflow" in sys.modules}
     with open(result_path, "w", encoding="utf-8") as f:

@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from recsys.artifact import Artifact
-from recsys.bench.timing import Figure, measure
 from recsys.errors import VersionConflict
-from recsys.events import FakeLambdaContext, http_api_event
 from recsys.settings import REPO_ROOT
 from recsys.store import RecommendationStore, StoredList
-from recsys.template import environment, function_for, load_template, table_logical_id
+from recsys_tools.bench.timing import Figure, measure
+from recsys_tools.events import FakeLambdaContext, http_api_event
+from recsys_tools.template import environment, function_for, load_template, table_logical_id
 
 OPERATIONS = ("customer_recommendations", "show_recommendations", "update_recommendations", "delete_recommendations")
 LOADS_MODEL = frozenset({"customer_recommendations", "update_recommendations"})
@@ -157,7 +157,7 @@ def warm_handlers(model_dir: Path, *, repeat: int, warmup: int) -> dict[str, dic
     from moto import mock_aws
 
     from recsys import dependencies
-    from recsys.local_stack import create_table
+    from recsys_tools.local_stack import create_table
 
     events = request_events(Artifact(model_dir))
     context = FakeLambdaContext()

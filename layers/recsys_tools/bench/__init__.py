@@ -94,8 +94,8 @@ def _log(message: str) -> None:
 
 
 def _synthetic(results: dict[str, Any], sizes: Sizes, dim: int, skip_largest: bool) -> None:
-    from recsys.bench.retrieval import retrieval
-    from recsys.bench.synthetic import build_artifact
+    from recsys_tools.bench.retrieval import retrieval
+    from recsys_tools.bench.synthetic import build_artifact
 
     catalogues = list(zip(sizes.synthetic_products, sizes.synthetic_repeat, strict=True))
     for products, repeat in catalogues[:-1] if skip_largest else catalogues:
@@ -110,7 +110,7 @@ def _synthetic(results: dict[str, Any], sizes: Sizes, dim: int, skip_largest: bo
 
 def run(args: argparse.Namespace) -> int:
     from recsys.artifact import Artifact
-    from recsys.bench import environment, report
+    from recsys_tools.bench import environment, report
 
     sizes = QUICK if args.quick else FULL
     model_dir: Path = args.model_dir or Settings().resolved_model_dir()
@@ -134,14 +134,14 @@ def run(args: argparse.Namespace) -> int:
     if "footprint" in wanted:
         results["footprint"] = environment.serving_footprint()
     if "cold_start" in wanted:  # first, while this process is still small
-        from recsys.bench.coldstart import cold_starts
+        from recsys_tools.bench.coldstart import cold_starts
 
         _log(f"cold starts ({sizes.cold_repeat} rounds)")
         results["cold_start"] = cold_starts(
             model_dir, repeat=sizes.cold_repeat, operations=sizes.cold_operations, concurrent=args.quick
         )
     if wanted & {"retrieval", "wrapper", "batch"}:
-        from recsys.bench import retrieval
+        from recsys_tools.bench import retrieval
 
         if "retrieval" in wanted:
             _log("retrieval on the current model")
@@ -157,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
                 model_dir, repeat=sizes.batch_repeat, single_customers=sizes.single_customers
             )
     if "handlers" in wanted:
-        from recsys.bench.handlers import warm_handlers
+        from recsys_tools.bench.handlers import warm_handlers
 
         _log("warm handlers")
         results["handlers"] = warm_handlers(model_dir, repeat=sizes.handler_repeat, warmup=sizes.warmup)

@@ -9,10 +9,10 @@ from collections.abc import Sequence
 
 # subcommand -> module exposing `add_arguments(parser)` and `run(args) -> int`
 SUBCOMMANDS = {
-    "train": ("recsys.training.train", "train, evaluate and export a model; mark it current"),
-    "evaluate": ("recsys.training.evaluate", "time-split evaluation of a model against baselines"),
-    "serve": ("recsys.serve", "run the API locally on an embedded DynamoDB"),
-    "bench": ("recsys.bench", "run the benchmarks and write a results file"),
+    "train": ("recsys_tools.training.train", "train, evaluate and export a model; mark it current"),
+    "evaluate": ("recsys_tools.training.evaluate", "time-split evaluation of a model against baselines"),
+    "serve": ("recsys_tools.serve", "run the API locally on an embedded DynamoDB"),
+    "bench": ("recsys_tools.bench", "run the benchmarks and write a results file"),
 }
 
 
