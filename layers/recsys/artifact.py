@@ -1,4 +1,5 @@
-"""The on-disk model artifact: what training writes and serving reads. No TensorFlow here.
+"""The on-disk model artifact: what training writes and serving reads, both here (``write_artifact``, ``Artifact``).
+No TensorFlow here.
 
 Layout of ``model_artifacts/<version>/``::
 
@@ -26,6 +27,8 @@ Layout of ``model_artifacts/<version>/``::
 from __future__ import annotations
 
 import json
+import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -87,7 +90,44 @@ class Artifact:
         return purchases
 
 
-def write_json(path: Path, value: Any) -> None:
+def staging_dir(artifacts_root: Path, version: str) -> Path:
+    """An empty directory (left over ones are cleared) to export ``version`` into before it is published."""
+    staging = artifacts_root / f".staging-{version}"
+    shutil.rmtree(staging, ignore_errors=True)
+    return staging
+
+
+def write_artifact(
+    path: Path,
+    *,
+    manifest: dict[str, Any],
+    customers: Sequence[str],
+    catalogue: dict[str, str],
+    popular: Sequence[tuple[str, float]],
+    purchases: dict[str, dict[str, int]],
+) -> None:
+    """Write the files of the layout above beside the SavedModel already exported to ``path/saved_model``; each
+    argument is in the form the reader above returns (``popular`` most popular first, ``purchases`` most bought
+    first)."""
+    path.mkdir(parents=True, exist_ok=True)
+    _write_json(path / MANIFEST, manifest)
+    _write_json(path / CUSTOMERS, list(customers))
+    _write_json(path / CATALOGUE, catalogue)
+    _write_json(path / POPULAR, [{"product_id": product, "score": score} for product, score in popular])
+    _write_json(path / PURCHASES, purchases)
+
+
+def publish(staging: Path, artifacts_root: Path, version: str, *, make_current: bool = True) -> Path:
+    """Rename a written staging directory to ``artifacts_root/<version>`` (a reader never sees a half-written
+    version) and, by default, mark it current; returns the version's directory."""
+    final = artifacts_root / version
+    staging.replace(final)
+    if make_current:
+        mark_current(artifacts_root, version)
+    return final
+
+
+def _write_json(path: Path, value: Any) -> None:
     path.write_text(json.dumps(value, ensure_ascii=False, separators=(",", ":")), encoding="utf-8")
 
 

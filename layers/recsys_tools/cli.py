@@ -9,8 +9,8 @@ from collections.abc import Sequence
 
 # subcommand -> module exposing `add_arguments(parser)` and `run(args) -> int`
 SUBCOMMANDS = {
-    "train": ("recsys_tools.training.train", "train, evaluate and export a model; mark it current"),
-    "evaluate": ("recsys_tools.training.evaluate", "time-split evaluation of a model against baselines"),
+    "train": ("recsys_tools.training.train_cli", "train, evaluate and export a model; mark it current"),
+    "evaluate": ("recsys_tools.training.evaluate_cli", "time-split evaluation of a model against baselines"),
     "serve": ("recsys_tools.serve", "run the API locally on an embedded DynamoDB"),
     "bench": ("recsys_tools.bench", "run the benchmarks and write a results file"),
 }

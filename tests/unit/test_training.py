@@ -13,15 +13,9 @@ import pytest
 import scipy.sparse as sp
 
 from recsys import artifact
-from recsys_tools.training.data import (
-    CLEAN_COLUMNS,
-    Columns,
-    clean,
-    product_names,
-    synthetic_purchases,
-    time_split,
-)
+from recsys_tools.training.data import CLEAN_COLUMNS, clean, product_names, synthetic_purchases, time_split
 from recsys_tools.training.evaluate import ndcg_at_k, rank, recall_at_k
+from recsys_tools.training.params import Columns, TrainParams
 
 RAW_COLUMNS = ["InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate", "UnitPrice", "CustomerID", "Country"]
 
@@ -129,12 +123,68 @@ def test_rank_orders_and_excludes() -> None:
     assert rank(scores, 3, bought).tolist() == [[3, 2, 0]]
 
 
+# --- artifact files and the evaluate command's parameters (no model) -------------------------------------------
+
+
+def _write_files(path: Path, version: str, parameters: dict[str, Any]) -> None:
+    artifact.write_artifact(
+        path,
+        manifest={"version": version, "k_max": 5, "parameters": parameters},
+        customers=["c2", "c1"],
+        catalogue={"p1": "Ünïcode name", "p2": ""},
+        popular=[("p2", 3.0), ("p1", 1.0)],
+        purchases={"c1": {"p2": 2, "p1": 1}},
+    )
+
+
+def test_written_artifact_reads_back_and_is_published_whole(tmp_path: Path) -> None:
+    staging = artifact.staging_dir(tmp_path, "v1")
+    staging.mkdir()
+    (staging / "left-over").write_text("from an interrupted run")
+    staging = artifact.staging_dir(tmp_path, "v1")
+    assert not staging.exists()
+    _write_files(staging, "v1", {})
+
+    final = artifact.publish(staging, tmp_path, "v1", make_current=False)
+    assert final == tmp_path / "v1"
+    assert not staging.exists()
+    assert not (tmp_path / artifact.CURRENT).exists()
+    art = artifact.Artifact(final)
+    assert (art.version, art.k_max) == ("v1", 5)
+    assert art.customers == {"c1", "c2"}
+    assert art.catalogue == {"p1": "Ünïcode name", "p2": ""}
+    assert art.popular == [("p2", 3.0), ("p1", 1.0)]
+    assert art.purchases == {"c1": {"p2": 2, "p1": 1}}
+    assert list(art.purchases["c1"]) == ["p2", "p1"]  # order kept: most bought first
+
+    staging = artifact.staging_dir(tmp_path, "v2")
+    _write_files(staging, "v2", {})
+    artifact.publish(staging, tmp_path, "v2")
+    assert (tmp_path / artifact.CURRENT).read_text().strip() == "v2"
+
+
+def test_evaluate_takes_the_current_artifacts_parameters(tmp_path: Path) -> None:
+    from recsys_tools.training.evaluate_cli import add_arguments, stored_params
+
+    assert stored_params(None, tmp_path) == TrainParams()  # no current artifact: the defaults
+    _write_files(tmp_path / "v1", "v1", {"epochs": 3, "use_names": False, "split_date": "2011-11-01"})
+    artifact.mark_current(tmp_path, "v1")
+    assert stored_params(None, tmp_path) == TrainParams(epochs=3, use_names=False)
+    _write_files(tmp_path / "v0", "v0", {"epochs": 1})
+    assert stored_params(tmp_path / "v0", tmp_path) == TrainParams(epochs=1)
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--variants", "all", "--artifacts-root", str(tmp_path)])
+    assert (args.variants, args.artifacts_root, args.split_date) == (["all"], tmp_path, "2011-11-01")
+
+
 # --- a tiny real model ------------------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from recsys_tools.training.train import TrainParams, train_and_export
+    from recsys_tools.training.train import train_and_export
 
     root = tmp_path_factory.mktemp("artifacts")
     return train_and_export(
@@ -234,14 +284,14 @@ def test_unknown_ids_are_detected_by_the_vocabularies_not_scored(trained: Path, 
 
 
 def test_existing_version_is_not_overwritten(trained: Path) -> None:
-    from recsys_tools.training.train import TrainParams, train_and_export
+    from recsys_tools.training.train import train_and_export
 
     with pytest.raises(FileExistsError):
         train_and_export(synthetic_purchases(), trained.parent, params=TrainParams.tiny(), version="tiny")
 
 
 def test_cli_defaults_are_the_default_parameters() -> None:
-    from recsys_tools.training.train import TrainParams, add_arguments
+    from recsys_tools.training.train_cli import add_arguments
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)

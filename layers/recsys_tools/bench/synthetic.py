@@ -1,4 +1,4 @@
-"""Synthetic catalogues exported exactly like a trained model (same `export_model`, same artifact files).
+"""Synthetic catalogues exported exactly like a trained model (same `export_model`, same `artifact.write_artifact`).
 
 Embeddings are a clustered Gaussian mixture, so nearest neighbours are meaningful and ANN recall is informative
 (an isotropic Gaussian has no neighbourhood structure at all): ``CLUSTERS`` centres drawn from N(0, I_d); every
@@ -17,7 +17,6 @@ import numpy as np
 import numpy.typing as npt
 
 from recsys import artifact
-from recsys.artifact import write_json
 
 CLUSTERS = 256
 SPREAD = 0.5
@@ -53,16 +52,13 @@ def build_artifact(out_dir: Path, products: int, customers: int, dim: int, *, se
         **info,
         "build_seconds": round(time.perf_counter() - start, 1),
     }
-    write_json(out_dir / artifact.MANIFEST, manifest)
-    write_json(out_dir / artifact.CUSTOMERS, customer_ids)
-    write_json(out_dir / artifact.CATALOGUE, {p: f"Synthetic product {p}" for p in product_ids})
-    write_json(
-        out_dir / artifact.POPULAR,
-        [{"product_id": p, "score": 1.0 / (rank + 1)} for rank, p in enumerate(product_ids[:POPULAR])],
-    )
     bought = rng.integers(products, size=(customers, PURCHASES_PER_CUSTOMER))
-    write_json(
-        out_dir / artifact.PURCHASES,
-        {c: {product_ids[i]: 1 for i in row} for c, row in zip(customer_ids, bought, strict=True)},
+    artifact.write_artifact(
+        out_dir,
+        manifest=manifest,
+        customers=customer_ids,
+        catalogue={p: f"Synthetic product {p}" for p in product_ids},
+        popular=[(p, 1.0 / (rank + 1)) for rank, p in enumerate(product_ids[:POPULAR])],
+        purchases={c: {product_ids[i]: 1 for i in row} for c, row in zip(customer_ids, bought, strict=True)},
     )
     return manifest

@@ -21,29 +21,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from recsys.settings import DEFAULT_ARTIFACTS_ROOT
+from recsys_tools.training.params import DEFAULT_DATA, DEFAULT_SPLIT_DATE, Columns
 
 log = logging.getLogger(__name__)
 
-DEFAULT_DATA = DEFAULT_ARTIFACTS_ROOT / "data" / "online_retail.csv.gz"
-DEFAULT_SPLIT_DATE = "2011-11-01"  # the evaluation protocol of the shipped data
 FALLBACK_TEST_FRACTION = 0.15  # when the split date leaves either side empty, the latest 15% of rows are the test
 ONLINE_RETAIL_PRODUCT_PATTERN = r"\d{5}[A-Za-z]*"
+DEFAULT_COLUMNS = Columns()  # the Online Retail headers
 CLEAN_COLUMNS = ["customer_id", "product_id", "timestamp", "quantity", "name", "country"]
-
-
-@dataclass(frozen=True)
-class Columns:
-    """CSV column names; the defaults are the Online Retail headers. Optional columns may be absent."""
-
-    customer: str = "CustomerID"
-    product: str = "StockCode"
-    timestamp: str = "InvoiceDate"
-    quantity: str = "Quantity"
-    name: str = "Description"
-    country: str = "Country"
-    invoice: str = "InvoiceNo"
-    price: str = "UnitPrice"
 
 
 def file_sha256(path: Path) -> str:
@@ -60,13 +45,13 @@ def frame_sha256(purchases: pd.DataFrame) -> str:
     return hashlib.sha256(hashed.tobytes()).hexdigest()
 
 
-def read_csv(path: Path, columns: Columns = Columns()) -> pd.DataFrame:
+def read_csv(path: Path, columns: Columns = DEFAULT_COLUMNS) -> pd.DataFrame:
     """The raw CSV with ids read as strings (pandas would turn "17850.0" into a float and codes into ints)."""
     as_text = {columns.customer: str, columns.product: str, columns.invoice: str}
     return pd.read_csv(path, dtype=as_text, keep_default_na=True)
 
 
-def clean(raw: pd.DataFrame, columns: Columns = Columns(), product_pattern: str | None = None) -> pd.DataFrame:
+def clean(raw: pd.DataFrame, columns: Columns = DEFAULT_COLUMNS, product_pattern: str | None = None) -> pd.DataFrame:
     """Apply the cleaning rules and return the cleaned format, sorted by timestamp."""
     for required in (columns.customer, columns.product, columns.timestamp):
         if required not in raw.columns:
@@ -116,7 +101,7 @@ def _text(frame: pd.DataFrame, column: str) -> pd.Series:
 
 
 def load_purchases(
-    path: Path = DEFAULT_DATA, columns: Columns = Columns(), product_pattern: str | None = None
+    path: Path = DEFAULT_DATA, columns: Columns = DEFAULT_COLUMNS, product_pattern: str | None = None
 ) -> pd.DataFrame:
     cleaned = clean(read_csv(path, columns), columns, product_pattern)
     log.info("%s: %d purchases after cleaning", path.name, len(cleaned))

@@ -1,4 +1,5 @@
-"""`recsys evaluate`: time-split evaluation of the two-tower model against popularity, buy-again and iALS.
+"""`recsys evaluate` (its flags: ``evaluate_cli``): time-split evaluation of the two-tower model against popularity,
+buy-again and iALS; `recsys train` uses it for the manifest's metrics (``split_metrics``).
 
 Protocol (model_artifacts/data/README.md): train before the split date; test customers bought on/after it and
 appear in training; products restricted to the training vocabulary. Views: "all" (every product bought in the test
@@ -13,12 +14,10 @@ model_artifacts/reports/evaluation.md and recall_at_k.png.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +26,9 @@ import numpy.typing as npt
 import pandas as pd
 import scipy.sparse as sp
 
-from recsys import artifact
 from recsys_tools.training import baselines
-from recsys_tools.training.data import Split
+from recsys_tools.training.data import Split, product_names, time_split
+from recsys_tools.training.params import TrainParams, Variant
 
 log = logging.getLogger(__name__)
 
@@ -150,10 +149,9 @@ def baseline_scores(data: EvalData) -> dict[str, Floats]:
 # --- the two-tower model on the split --------------------------------------------------------------------------
 
 
-def model_scores(split: Split, data: EvalData, params: Any) -> Floats:
+def model_scores(split: Split, data: EvalData, params: TrainParams) -> Floats:
     """Train the two-tower model on the training split and score every product for the test customers."""
     from recsys_tools.training import model as two_tower  # TensorFlow only when the model is evaluated
-    from recsys_tools.training.data import product_names
 
     embeddings, _ = two_tower.fit(split.train, params, product_names(split.train))
     assert embeddings.customers == data.customers
@@ -162,7 +160,9 @@ def model_scores(split: Split, data: EvalData, params: Any) -> Floats:
     return np.asarray(queries @ embeddings.product_embeddings.T, dtype=np.float32)
 
 
-def evaluate_model(split: Split, data: EvalData, params: Any, name: str) -> dict[str, dict[str, dict[str, Any]]]:
+def evaluate_model(
+    split: Split, data: EvalData, params: TrainParams, name: str
+) -> dict[str, dict[str, dict[str, Any]]]:
     """Metrics of the model alone and, when ``params.buy_again_weight`` is set, of the served blend (the blend only
     changes the "all" view: in "new" every bought product is excluded anyway)."""
     scores = model_scores(split, data, params)
@@ -218,7 +218,7 @@ def write_report(
     return out_dir / "evaluation.md"
 
 
-def report_header(purchases: int, split_date: str | None, params: Any) -> str:
+def report_header(purchases: int, split_date: str | None, params: TrainParams) -> str:
     return f"Data: {purchases} cleaned purchases; split date {split_date}. Parameters: `{asdict(params)}`"
 
 
@@ -241,50 +241,10 @@ def development_log(path: Path) -> list[str]:
     return [*lines, ""]
 
 
-# --- CLI --------------------------------------------------------------------------------------------------------
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from recsys_tools.training.train import add_data_arguments
-
-    add_data_arguments(parser)
-    parser.add_argument("--model-dir", type=Path, help="artifact whose parameters are evaluated (default: current)")
-    parser.add_argument(
-        "--variants", nargs="*", default=[], help="also train these named variants (see VARIANTS in train.py; 'all')"
-    )
-    parser.add_argument("--reports-dir", type=Path, help="default: <artifacts root>/reports")
-
-
-def run(args: argparse.Namespace) -> int:
-    from recsys_tools.training.model import TrainParams
-    from recsys_tools.training.train import VARIANTS, load_data
-
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    purchases, _ = load_data(args)
-    params = TrainParams()
-    model_dir = args.model_dir
-    if model_dir is None and (args.artifacts_root / artifact.CURRENT).exists():
-        model_dir = args.artifacts_root / (args.artifacts_root / artifact.CURRENT).read_text().strip()
-    if model_dir is not None:
-        stored = artifact.Artifact(model_dir).manifest["parameters"]
-        params = replace(params, **{f.name: stored[f.name] for f in fields(TrainParams) if f.name in stored})
-    names = list(VARIANTS) if args.variants == ["all"] else args.variants
-    results, notes = evaluate_all(purchases, args.split_date, params, {n: VARIANTS[n] for n in names})
-    header = report_header(len(purchases), args.split_date, params)
-    path = write_report(args.reports_dir or args.artifacts_root / "reports", results, notes, header)
-    print(path)
-    return 0
-
-
 def evaluate_all(
-    purchases: pd.DataFrame,
-    split_date: str | None,
-    params: Any,
-    variants: dict[str, Callable[[Any], Any]],
+    purchases: pd.DataFrame, split_date: str | None, params: TrainParams, variants: dict[str, Variant]
 ) -> tuple[dict[str, dict[str, dict[str, Any]]], dict[str, str]]:
     """Baselines, every named variant (a function of the base parameters) and the model with ``params``."""
-    from recsys_tools.training.data import time_split
-
     split = time_split(purchases, split_date)
     data = eval_data(split)
     results: dict[str, dict[str, dict[str, Any]]] = {}
@@ -296,3 +256,17 @@ def evaluate_all(
         results.update(evaluate_model(split, data, changed, name))
         notes[name] = f"trained in {time.monotonic() - started:.0f} s"
     return results, notes
+
+
+def split_metrics(
+    purchases: pd.DataFrame, params: TrainParams, split_date: str | None, report_dir: Path | None
+) -> dict[str, Any]:
+    """Recall/NDCG@20 of these parameters trained on the time split, with the baselines for context (the metrics
+    of a trained artifact's manifest); optionally also the markdown report and plot."""
+    results, notes = evaluate_all(purchases, split_date, params, {})
+    if report_dir is not None:
+        write_report(report_dir, results, notes, report_header(len(purchases), split_date, params))
+    return {
+        name: {view: {k: v for k, v in metrics.items() if k != "recall_curve"} for view, metrics in by_view.items()}
+        for name, by_view in results.items()
+    }

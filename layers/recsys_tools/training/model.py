@@ -30,36 +30,11 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 from recsys_tools.training.data import vocabulary
+from recsys_tools.training.params import TrainParams
 
 Floats = npt.NDArray[np.float32]
 Ints = npt.NDArray[np.int64]
 TOKEN = re.compile(r"[a-z0-9]+")
-
-
-@dataclass(frozen=True)
-class TrainParams:
-    """Model and training hyper-parameters (defaults: tuned on the Online Retail time split)."""
-
-    embedding_dim: int = 64
-    epochs: int = 6
-    batch_size: int = 2048
-    learning_rate: float = 0.02  # 0.05 diverged in one of two runs (see the evaluation report's variants)
-    l2: float = 0.5  # on whole embedding tables, against a loss summed over the batch: small values do nothing
-    temperature: float = 0.1
-    recency_half_life_days: float = 90.0
-    use_names: bool = True
-    use_country: bool = True
-    use_customer_id: bool = False
-    logq_correction: bool = True
-    leave_target_out: bool = True
-    buy_again_weight: float = 1.0  # serve-time blend for the "all" view; see recsys_tools.training.train
-    seed: int = 42
-    verbose: int = 1  # Keras progress: 0 silent, 1 bar, 2 a line per epoch
-
-    @classmethod
-    def tiny(cls) -> TrainParams:
-        """Seconds-long training for test fixtures."""
-        return cls(embedding_dim=8, epochs=2, batch_size=64, learning_rate=0.05, l2=1e-3, verbose=0)
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
-"""`recsys train`: clean the data, evaluate on the time split, train the served model on all data, export it as
-``model_artifacts/<version>/`` (layout in ``recsys.artifact``) and mark it current.
+"""What `recsys train` does (its flags: ``train_cli``): clean the data, evaluate on the time split, train the served
+model on all data, export it as ``model_artifacts/<version>/`` (written by ``recsys.artifact``) and mark it current.
 
 The served model is retrained on the full data (same parameters), so every customer's query embedding comes from
 the customer's full history and products first sold after the split date are in the vocabulary; the metrics in the
@@ -15,56 +15,31 @@ nothing. The evaluation report gives this blend ("served") beside the plain indi
 
 from __future__ import annotations
 
-import argparse
 import logging
-import shutil
 import time
-from dataclasses import asdict, fields, replace
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
 from recsys import artifact
-from recsys.settings import Settings
-from recsys_tools.training.data import (
-    DEFAULT_DATA,
-    DEFAULT_SPLIT_DATE,
-    Columns,
-    file_sha256,
-    frame_sha256,
-    load_purchases,
-    product_names,
-    validate,
-)
-from recsys_tools.training.model import TrainParams
+from recsys_tools.training.data import file_sha256, frame_sha256, load_purchases, product_names, validate
+from recsys_tools.training.evaluate import split_metrics
+from recsys_tools.training.params import DEFAULT_SPLIT_DATE, K_MAX, TrainParams
 
-__all__ = ["VARIANTS", "TrainParams", "add_arguments", "run", "train_and_export"]
+__all__ = ["TrainParams", "train_and_export"]
 
 log = logging.getLogger(__name__)
 
-K_MAX = 200
 POPULAR_SIZE = 500
 
-# every variant tried, as a change of the shipped parameters (reported by `recsys evaluate --variants all`)
-VARIANTS: dict[str, Any] = {
-    "two-tower ID-only (no names, no country, no logQ)": lambda p: replace(
-        p, use_names=False, use_country=False, logq_correction=False, buy_again_weight=0.0
-    ),
-    "two-tower, no product names": lambda p: replace(p, use_names=False),
-    "two-tower, no logQ correction": lambda p: replace(p, logq_correction=False),
-    "two-tower, target kept in history": lambda p: replace(p, leave_target_out=False),
-    "two-tower + customer id embedding": lambda p: replace(p, use_customer_id=True),
-    "two-tower, no buy-again blend": lambda p: replace(p, buy_again_weight=0.0),
-}
 
-
-def popular_products(purchases: pd.DataFrame, size: int = POPULAR_SIZE) -> list[dict[str, Any]]:
-    """Most distinct customers first (ties: quantity)."""
+def popular_products(purchases: pd.DataFrame, size: int = POPULAR_SIZE) -> list[tuple[str, float]]:
+    """(product, distinct customers), most distinct customers first (ties: quantity)."""
     stats = purchases.groupby("product_id").agg(customers=("customer_id", "nunique"), quantity=("quantity", "sum"))
     top = stats.sort_values(["customers", "quantity"], ascending=False, kind="stable").head(size)
-    return [{"product_id": p, "score": float(n)} for p, n in zip(top.index, top["customers"], strict=True)]
+    return [(p, float(n)) for p, n in zip(top.index, top["customers"], strict=True)]
 
 
 def customer_purchases(purchases: pd.DataFrame) -> dict[str, dict[str, int]]:
@@ -74,22 +49,6 @@ def customer_purchases(purchases: pd.DataFrame) -> dict[str, dict[str, int]]:
     return {
         customer: dict(zip(group["product_id"], group["n"].astype(int).tolist(), strict=True))
         for customer, group in ordered.groupby("customer_id", sort=True)
-    }
-
-
-def split_metrics(
-    purchases: pd.DataFrame, params: TrainParams, split_date: str | None, report_dir: Path | None
-) -> dict[str, Any]:
-    """Recall/NDCG@20 of these parameters trained on the time split, with the baselines for context; optionally
-    also the markdown report and plot."""
-    from recsys_tools.training.evaluate import evaluate_all, report_header, write_report
-
-    results, notes = evaluate_all(purchases, split_date, params, {})
-    if report_dir is not None:
-        write_report(report_dir, results, notes, report_header(len(purchases), split_date, params))
-    return {
-        name: {view: {k: v for k, v in metrics.items() if k != "recall_curve"} for view, metrics in by_view.items()}
-        for name, by_view in results.items()
     }
 
 
@@ -129,8 +88,7 @@ def train_and_export(
     embeddings, sizes = fit(purchases, params, names)
     train_seconds = time.monotonic() - started
 
-    staging = artifacts_root / f".staging-{version}"
-    shutil.rmtree(staging, ignore_errors=True)
+    staging = artifact.staging_dir(artifacts_root, version)
     exported = export_model(
         staging,
         embeddings.customers,
@@ -149,75 +107,14 @@ def train_and_export(
         "metrics": metrics,
         "training": {"purchases": len(purchases), "train_seconds": round(train_seconds, 1)},
     }
-    artifact.write_json(staging / artifact.MANIFEST, manifest)
-    artifact.write_json(staging / artifact.CUSTOMERS, embeddings.customers)
-    artifact.write_json(staging / artifact.CATALOGUE, {p: names[p] for p in embeddings.products})
-    artifact.write_json(staging / artifact.POPULAR, popular_products(purchases))
-    artifact.write_json(staging / artifact.PURCHASES, customer_purchases(purchases))
-    staging.replace(final)
-    if make_current:
-        artifact.mark_current(artifacts_root, version)
+    artifact.write_artifact(
+        staging,
+        manifest=manifest,
+        customers=embeddings.customers,
+        catalogue={p: names[p] for p in embeddings.products},
+        popular=popular_products(purchases),
+        purchases=customer_purchases(purchases),
+    )
+    final = artifact.publish(staging, artifacts_root, version, make_current=make_current)
     log.info("exported %s (ScaNN recall@10 %.3f)", final, exported["scann_recall_at_10"])
     return final
-
-
-# --- CLI --------------------------------------------------------------------------------------------------------
-
-
-def add_data_arguments(parser: argparse.ArgumentParser) -> None:
-    """Data flags shared with `recsys evaluate`."""
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="purchases CSV (default: the shipped file)")
-    defaults = Columns()
-    for field in fields(Columns):
-        parser.add_argument(
-            f"--{field.name}-column", default=getattr(defaults, field.name), help=f"CSV column of the {field.name}"
-        )
-    parser.add_argument(
-        "--product-pattern",
-        help="regex product ids must match (default: the Online Retail one when the product column is StockCode)",
-    )
-    parser.add_argument("--split-date", default=DEFAULT_SPLIT_DATE, help="evaluation split (YYYY-MM-DD)")
-    parser.add_argument("--artifacts-root", type=Path, default=Settings().artifacts_root)
-
-
-def load_data(args: argparse.Namespace) -> tuple[pd.DataFrame, str]:
-    columns = Columns(**{f.name: getattr(args, f"{f.name}_column") for f in fields(Columns)})
-    return load_purchases(args.data, columns, args.product_pattern), file_sha256(args.data)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_data_arguments(parser)
-    parser.add_argument("--version", help="artifact version (default: UTC YYYYMMDD-HHMMSS)")
-    parser.add_argument("--k-max", type=int, default=K_MAX, help="columns returned by the recommend signatures")
-    parser.add_argument("--no-evaluate", action="store_true", help="skip the time-split evaluation")
-    parser.add_argument("--no-current", action="store_true", help="do not mark the new version current")
-    defaults = TrainParams()
-    for field in fields(TrainParams):
-        value = getattr(defaults, field.name)
-        flag = f"--{field.name.replace('_', '-')}"
-        if isinstance(value, bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=value)
-        else:
-            parser.add_argument(flag, type=type(value), default=value)
-
-
-def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    params = TrainParams(**{f.name: getattr(args, f.name) for f in fields(TrainParams)})
-    purchases, sha = load_data(args)
-    started = time.monotonic()
-    path = train_and_export(
-        purchases,
-        args.artifacts_root,
-        params=params,
-        evaluate=not args.no_evaluate,
-        version=args.version,
-        split_date=args.split_date,
-        k_max=args.k_max,
-        data_sha256=sha,
-        make_current=not args.no_current,
-        report_dir=args.artifacts_root / "reports",
-    )
-    log.info("done in %.0f s", time.monotonic() - started)
-    print(path)
-    return 0

@@ -1,0 +1,46 @@
+"""`recsys evaluate` on the command line: its flags (no pandas, no TensorFlow, so ``--help`` is quick) and ``run``,
+which imports ``recsys_tools.training.evaluate`` to do the work."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import fields, replace
+from pathlib import Path
+
+from recsys import artifact
+from recsys_tools.training.params import VARIANTS, TrainParams
+from recsys_tools.training.train_cli import add_data_arguments, configure_logging, load_data
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_data_arguments(parser)
+    parser.add_argument("--model-dir", type=Path, help="artifact whose parameters are evaluated (default: current)")
+    parser.add_argument(
+        "--variants", nargs="*", default=[], help="also train these named variants (see VARIANTS in params.py; 'all')"
+    )
+    parser.add_argument("--reports-dir", type=Path, help="default: <artifacts root>/reports")
+
+
+def stored_params(model_dir: Path | None, artifacts_root: Path) -> TrainParams:
+    """The parameters of ``model_dir`` (default: the current artifact, if any) over the defaults."""
+    params = TrainParams()
+    if model_dir is None and (artifacts_root / artifact.CURRENT).exists():
+        model_dir = artifacts_root / (artifacts_root / artifact.CURRENT).read_text().strip()
+    if model_dir is None:
+        return params
+    stored = artifact.Artifact(model_dir).manifest["parameters"]
+    return replace(params, **{f.name: stored[f.name] for f in fields(TrainParams) if f.name in stored})
+
+
+def run(args: argparse.Namespace) -> int:
+    from recsys_tools.training.evaluate import evaluate_all, report_header, write_report
+
+    configure_logging()
+    purchases, _ = load_data(args)
+    params = stored_params(args.model_dir, args.artifacts_root)
+    names = list(VARIANTS) if args.variants == ["all"] else args.variants
+    results, notes = evaluate_all(purchases, args.split_date, params, {n: VARIANTS[n] for n in names})
+    header = report_header(len(purchases), args.split_date, params)
+    path = write_report(args.reports_dir or args.artifacts_root / "reports", results, notes, header)
+    print(path)
+    return 0
