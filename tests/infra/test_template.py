@@ -10,7 +10,6 @@ from typing import Any
 from cfnlint.api import ManualArgs, lint_file  # type: ignore[import-untyped]
 
 from recsys.settings import REPO_ROOT
-from recsys_tools.events import ROUTE_KEY
 from recsys_tools.template import TEMPLATE, functions
 from tests.infra.events import EVENTS_DIR
 
@@ -29,6 +28,10 @@ ROUTES = {
     "UpdateRecommendationsFunction": "patch",
     "DeleteRecommendationsFunction": "delete",
 }
+MODEL_FUNCTIONS = {"CustomerRecommendationsFunction", "UpdateRecommendationsFunction"}
+HTTP_API_TIMEOUT = 30  # seconds: API Gateway HTTP API's integration limit; the client gets a 503 after it
+INIT_LIMIT = 10  # seconds: Lambda's on-demand init phase, which a cold request waits for before the handler runs
+ALIAS = "live"
 AWS_MANAGED = {  # added by SAM: logs, and X-Ray for Tracing: Active
     "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
     "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess",
@@ -67,8 +70,15 @@ def test_functions_share_one_image_definition(template: dict[str, Any]) -> None:
 def test_model_functions_get_more_memory_and_time(transformed: dict[str, Any]) -> None:
     lambdas = of_type(transformed, "AWS::Lambda::Function")
     sizes = {name: (f["Properties"]["MemorySize"], f["Properties"]["Timeout"]) for name, f in lambdas.items()}
-    assert sizes["CustomerRecommendationsFunction"] == sizes["UpdateRecommendationsFunction"] == (2048, 30)
+    assert sizes["CustomerRecommendationsFunction"] == sizes["UpdateRecommendationsFunction"] == (2048, 20)
     assert sizes["ShowRecommendationsFunction"] == sizes["DeleteRecommendationsFunction"] == (512, 10)
+
+
+def test_every_function_times_out_before_the_http_api_gives_up_even_on_a_cold_start(
+    transformed: dict[str, Any],
+) -> None:
+    for name, function in of_type(transformed, "AWS::Lambda::Function").items():
+        assert function["Properties"]["Timeout"] + INIT_LIMIT <= HTTP_API_TIMEOUT, name
 
 
 def test_every_route_requires_the_authoriser_iam_by_default_jwt_on_request(
@@ -77,12 +87,11 @@ def test_every_route_requires_the_authoriser_iam_by_default_jwt_on_request(
     # Given the HTTP API CloudFormation receives
     (api,) = of_type(transformed, "AWS::ApiGatewayV2::Api").values()
     body = api["Properties"]["Body"]
-    methods = body["paths"][ROUTE_KEY]
-    # Then each function's route exists and requires the one security scheme
-    for function, method in ROUTES.items():
-        assert f"{function}.Arn" in methods[method]["x-amazon-apigateway-integration"]["uri"]["Fn::Sub"]
+    # Then each function's route exists (its integration: see the alias test) and requires the one security scheme
     (scheme,) = body["components"]["securitySchemes"]
-    assert {method: m["security"] for method, m in methods.items()} == {m: [{scheme: []}] for m in ROUTES.values()}
+    routes = [route for methods in body["paths"].values() for route in methods.values()]
+    assert len(routes) == len(ROUTES)
+    assert all(route["security"] == [{scheme: []}] for route in routes)
     # And that scheme is SigV4 unless AuthMode is JWT
     condition, jwt, iam = body["components"]["securitySchemes"][scheme]["Fn::If"]
     assert template["Conditions"][condition] == {"Fn::Equals": [{"Ref": "AuthMode"}, "JWT"]}
@@ -91,6 +100,79 @@ def test_every_route_requires_the_authoriser_iam_by_default_jwt_on_request(
     authorizer = jwt["x-amazon-apigateway-authorizer"]
     assert authorizer["type"] == "jwt"
     assert authorizer["jwtConfiguration"]["issuer"] == {"Ref": "JwtIssuer"}
+
+
+def integration_uri(template: dict[str, Any], transformed: dict[str, Any], logical_id: str) -> str:
+    """The integration URI of the route the function's HttpApi event declares, in the transformed API."""
+    (event,) = functions(template)[logical_id].properties["Events"].values()
+    path, method = event["Properties"]["Path"], event["Properties"]["Method"].lower()
+    (api,) = of_type(transformed, "AWS::ApiGatewayV2::Api").values()
+    uri: str = api["Properties"]["Body"]["paths"][path][method]["x-amazon-apigateway-integration"]["uri"]["Fn::Sub"]
+    return uri
+
+
+def test_every_route_and_its_invoke_permission_target_the_functions_live_alias(
+    template: dict[str, Any], transformed: dict[str, Any]
+) -> None:
+    # Given every function publishes a version and moves its alias to it on each deploy (AutoPublishAlias)
+    assert template["Globals"]["Function"]["AutoPublishAlias"] == ALIAS
+    resources = transformed["Resources"]
+    permissions = of_type(transformed, "AWS::Lambda::Permission").values()
+    for function in ROUTES:
+        alias = f"{function}Alias{ALIAS}"
+        assert resources[alias]["Properties"]["FunctionName"] == {"Ref": function}
+        # Then its route invokes the alias (an alias's Ref is its ARN), not the unpublished $LATEST
+        assert f"/functions/${{{alias}}}/invocations" in integration_uri(template, transformed, function)
+        # And API Gateway may invoke that alias
+        assert [p["Properties"]["FunctionName"] for p in permissions if alias in json.dumps(p)] == [{"Ref": alias}]
+
+
+def test_model_functions_may_have_provisioned_concurrency_every_function_reserved_concurrency(
+    template: dict[str, Any], transformed: dict[str, Any]
+) -> None:
+    parameters, conditions = template["Parameters"], template["Conditions"]
+    assert parameters["ProvisionedConcurrency"]["Default"] == 0
+    assert conditions["HasProvisionedConcurrency"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "ProvisionedConcurrency"}, "0"]}]
+    }
+    assert parameters["ReservedConcurrency"]["Default"] == -1  # unreserved; 0 would stop the function
+    assert conditions["HasReservedConcurrency"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "ReservedConcurrency"}, "-1"]}]}
+    provisioned = {"ProvisionedConcurrentExecutions": {"Ref": "ProvisionedConcurrency"}}
+    reserved = {"Fn::If": ["HasReservedConcurrency", {"Ref": "ReservedConcurrency"}, {"Ref": "AWS::NoValue"}]}
+    resources = transformed["Resources"]
+    for function in ROUTES:
+        assert resources[function]["Properties"]["ReservedConcurrentExecutions"] == reserved
+        # provisioned concurrency lives on the alias the API invokes
+        config = resources[f"{function}Alias{ALIAS}"]["Properties"].get("ProvisionedConcurrencyConfig")
+        if function in MODEL_FUNCTIONS:
+            assert config == {"Fn::If": ["HasProvisionedConcurrency", provisioned, {"Ref": "AWS::NoValue"}]}
+        else:
+            assert config is None
+
+
+def test_every_log_group_is_declared_kept_for_the_retention_parameter_and_deleted_with_the_stack(
+    template: dict[str, Any], transformed: dict[str, Any]
+) -> None:
+    assert template["Parameters"]["LogRetentionDays"]["Default"] == 30
+    groups = of_type(transformed, "AWS::Logs::LogGroup")
+    for name, group in groups.items():
+        assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}, name
+        assert group["DeletionPolicy"] == group["UpdateReplacePolicy"] == "Delete", name
+    # Each function logs to a group of its own that the stack declares, so Lambda creates none without retention
+    lambdas = of_type(transformed, "AWS::Lambda::Function").values()
+    own = [function["Properties"]["LoggingConfig"]["LogGroup"]["Ref"] for function in lambdas]
+    assert sorted(own) == sorted(set(groups) - {"ApiAccessLogs"})
+    names = [groups[group]["Properties"]["LogGroupName"]["Fn::Sub"] for group in own]
+    assert all(name.startswith("/aws/lambda/${AWS::StackName}/") for name in names)
+
+
+def test_access_logs_record_the_caller_and_the_jwt_subject(transformed: dict[str, Any]) -> None:
+    (stage,) = of_type(transformed, "AWS::ApiGatewayV2::Stage").values()
+    settings = stage["Properties"]["AccessLogSettings"]
+    assert settings["DestinationArn"] == {"Fn::GetAtt": ["ApiAccessLogs", "Arn"]}
+    record = json.loads(settings["Format"])  # one JSON object per request
+    assert record["caller"] == "$context.identity.caller"  # IAM mode: the signing principal
+    assert record["sub"] == "$context.authorizer.claims.sub"  # JWT mode: the token's subject
 
 
 def test_stage_is_throttled(transformed: dict[str, Any]) -> None:
@@ -127,6 +209,7 @@ def test_table_is_on_demand_recoverable_encrypted_expiring_and_retained(template
     assert properties["SSESpecification"] == {"SSEEnabled": True}
     assert properties["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
     assert table["DeletionPolicy"] == table["UpdateReplacePolicy"] == "Retain"
+    assert properties["DeletionProtectionEnabled"] is True
 
 
 def test_every_function_is_traced_and_configured_for_powertools(transformed: dict[str, Any]) -> None:
@@ -136,17 +219,6 @@ def test_every_function_is_traced_and_configured_for_powertools(transformed: dic
         variables = properties["Environment"]["Variables"]
         assert variables["TABLE_NAME"] == {"Ref": "RecommendationsTable"}
         assert {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "LOG_LEVEL"} <= set(variables)
-
-
-def test_each_function_has_an_errors_and_a_p99_duration_alarm(template: dict[str, Any]) -> None:
-    alarms = of_type(template, "AWS::CloudWatch::Alarm").values()
-    watched = {
-        (a["Properties"]["MetricName"], a["Properties"].get("ExtendedStatistic"), dimension["Value"]["Ref"])
-        for a in alarms
-        for dimension in a["Properties"]["Dimensions"]
-    }
-    for function in ACTIONS:
-        assert {("Errors", None, function), ("Duration", "p99", function)} <= watched
 
 
 def test_dashboard_body_is_json_and_shows_every_function(template: dict[str, Any]) -> None:
