@@ -4,47 +4,29 @@ DynamoDB table created from template.yaml's own definition."""
 from __future__ import annotations
 
 import copy
-import csv
-import gzip
-import importlib
-from collections.abc import Iterator
+import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
+from fastapi.testclient import TestClient
 from moto import mock_aws
 from samtranslator.translator.transform import transform  # type: ignore[import-untyped]
 
-from recsys import dependencies
-from recsys.settings import REPO_ROOT
+from recsys.api import create_app
+from recsys.handler import LambdaHandler, make_handler
+from recsys.operations import OPERATIONS
+from recsys.recommender import Recommender, load_recommender
+from recsys.service import RecommendationService, default_service
+from recsys.settings import load_settings
 from recsys_tools.bench.handlers import lambda_environment
 from recsys_tools.local_stack import create_table
 from recsys_tools.template import functions, load_template
+from tests.support.api import TABLE, Api, via_lambda, via_local_app
+from tests.support.data import write_data_slice
 from tests.support.local_server import recsys_serve
-
-DATA = REPO_ROOT / "model_artifacts" / "data" / "online_retail.csv.gz"
-SLICE_CUSTOMERS = 40  # the first customers of the data set, 17850 among them (the events' customer)
-TABLE = "recommendations-test"
-KNOWN_CUSTOMER = "17850"
-UNKNOWN_CUSTOMER = "new-customer-1"
-
-
-def write_data_slice(path: Path, customers: int = SLICE_CUSTOMERS) -> Path:
-    """The shipped file's rows for its first ``customers`` customers, in the same raw format."""
-    chosen: set[str] = set()
-    with gzip.open(DATA, "rt", newline="") as src, gzip.open(path, "wt", newline="") as dst:
-        reader = csv.reader(src)
-        writer = csv.writer(dst)
-        header = next(reader)
-        writer.writerow(header)
-        column = header.index("CustomerID")
-        for row in reader:
-            customer = row[column]
-            if customer and (customer in chosen or len(chosen) < customers):
-                chosen.add(customer)
-                writer.writerow(row)
-    return path
 
 
 @pytest.fixture(scope="session")
@@ -65,16 +47,46 @@ def aws(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("DYNAMODB_ENDPOINT_URL", raising=False)
     with mock_aws():
-        client = boto3.client("dynamodb", region_name="us-east-1")
-        create_table(client, TABLE)
-        dependencies.reset()
-        yield client
-        dependencies.reset()
+        create_table(load_settings())
+        yield boto3.client("dynamodb", region_name="us-east-1")
 
 
-def lambda_handler(operation: str) -> Any:
-    """The handler a function's ImageConfig.Command names, e.g. functions.show_recommendations.app.handler."""
-    return importlib.import_module(f"functions.{operation}.app").handler
+@pytest.fixture
+def recommender(model_dir: Path) -> Recommender:
+    """The session's model as serving loads it (once per process)."""
+    return load_recommender(model_dir)
+
+
+@pytest.fixture
+def service(aws: Any) -> RecommendationService:
+    """The service as deployed (DynamoDB under moto, the session's model), built from the environment ``aws`` set."""
+    return default_service(load_settings())
+
+
+def lambda_handlers(service: RecommendationService) -> dict[str, LambdaHandler]:
+    """Every operation's Lambda handler, by operation name, built as at a function's init around ``service``."""
+    return {op.name: make_handler(op.name, service_factory=lambda _: service) for op in OPERATIONS}
+
+
+@pytest.fixture(params=["lambda", "local"])
+def build_api(request: pytest.FixtureRequest, aws: Any) -> Callable[..., Api]:
+    """build_api(service=None) -> api(method, customer_id, query=..., body=...) on the list route, through each
+    operation's Lambda handler or through the composed local app, built from the environment as it is now (a test
+    that changes a setting builds its own) around ``service`` (default: the deployed composition)."""
+
+    def build(service: RecommendationService | None = None) -> Api:
+        chosen = service or default_service(load_settings())
+        if request.param == "lambda":
+            return via_lambda(lambda_handlers(chosen))
+        return via_local_app(TestClient(create_app(load_settings(), lambda: chosen)))
+
+    return build
+
+
+@pytest.fixture
+def api(build_api: Callable[..., Api], service: RecommendationService) -> Api:
+    """The API around the test's ``service``."""
+    return build_api(service)
 
 
 @pytest.fixture
@@ -107,3 +119,14 @@ def transformed(template: dict[str, Any]) -> dict[str, Any]:
         env.setenv("AWS_DEFAULT_REGION", "us-east-1")  # SAM resolves AWS::Region from the boto3 session
         cloudformation: dict[str, Any] = transform(sam, {}, _NoManagedPolicies())
     return cloudformation
+
+
+@pytest.fixture
+def log_lines(capsys: pytest.CaptureFixture[str]) -> Callable[[], list[dict[str, Any]]]:
+    """The Powertools logger's JSON lines printed so far (read from the captured stdout)."""
+
+    def lines() -> list[dict[str, Any]]:
+        out = capsys.readouterr().out
+        return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+    return lines

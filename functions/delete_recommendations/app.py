@@ -1,4 +1,3 @@
-from recsys.api import delete_router
 from recsys.handler import make_handler
 
-handler = make_handler(delete_router)
+handler = make_handler("delete_recommendations")

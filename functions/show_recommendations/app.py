@@ -1,4 +1,3 @@
-from recsys.api import show_router
 from recsys.handler import make_handler
 
-handler = make_handler(show_router)
+handler = make_handler("show_recommendations")

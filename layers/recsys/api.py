@@ -1,85 +1,20 @@
-"""HTTP API: one APIRouter per operation, one error shape, and ``create_app`` composing any of them.
-
-The endpoints are ``async`` and call the (blocking) service directly, on the event loop. A Lambda container serves
-one request at a time, so a worker thread buys nothing, and it costs: FastAPI runs ``def`` endpoints and dependencies
-in anyio's thread pool, whose workers stop when the invocation's task ends under Mangum, so every request started a
-thread and handed off twice (~3 ms of a 6 ms warm show here). The local server (uvicorn) thus also serves one request
-at a time, like one Lambda container.
-"""
+"""The HTTP API: ``create_app`` composes the operations' routers with one error shape for every error."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Annotated, Any
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-from fastapi import APIRouter, FastAPI, Path, Query, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from recsys.dependencies import ServiceDep
 from recsys.errors import RecsysError, UnavailableError
 from recsys.observability import logger
-from recsys.schemas import (
-    ID_MAX_LENGTH,
-    ID_PATTERN,
-    DeleteRequest,
-    ErrorResponse,
-    RecommendationList,
-    UpdateRequest,
-)
-
-ROUTE = "/customers/{customer_id}/recommendations"
-MAX_K = 100  # also bounded by the MAX_K setting at run time
-
-CustomerIdPath = Annotated[
-    str, Path(pattern=ID_PATTERN, max_length=ID_MAX_LENGTH, description="Letters, digits and . _ : - (<= 64)")
-]
-_errors: dict[int | str, dict[str, Any]] = {status: {"model": ErrorResponse} for status in (400, 404, 409, 422, 503)}
-
-
-def _operation(operation_id: str) -> dict[str, Any]:
-    return {"response_model": RecommendationList, "responses": _errors, "operation_id": operation_id}
-
-
-generate_router = APIRouter(tags=["recommendations"])
-show_router = APIRouter(tags=["recommendations"])
-update_router = APIRouter(tags=["recommendations"])
-delete_router = APIRouter(tags=["recommendations"])
-ALL_ROUTERS = (generate_router, show_router, update_router, delete_router)
-
-
-@generate_router.post(ROUTE, **_operation("customer_recommendations"))
-async def customer_recommendations(
-    customer_id: CustomerIdPath,
-    service: ServiceDep,
-    k: Annotated[int, Query(ge=1, le=MAX_K, description="How many products")] = 20,
-    exclude_purchased: Annotated[bool, Query(description="Leave out products the customer already bought")] = False,
-) -> RecommendationList:
-    """Generate the customer's top-k from the model (popular products for unknown customers) and store them."""
-    return service.generate(customer_id, min(k, service.settings.max_k), exclude_purchased)
-
-
-@show_router.get(ROUTE, **_operation("show_recommendations"))
-async def show_recommendations(customer_id: CustomerIdPath, service: ServiceDep) -> RecommendationList:
-    """The customer's stored list."""
-    return service.show(customer_id)
-
-
-@update_router.patch(ROUTE, **_operation("update_recommendations"))
-async def update_recommendations(
-    customer_id: CustomerIdPath, body: UpdateRequest, service: ServiceDep
-) -> RecommendationList:
-    """Add or rescore products (the model scores those given without a score); kept sorted by score."""
-    return service.update(customer_id, body.products)
-
-
-@delete_router.delete(ROUTE, **_operation("delete_recommendations"))
-async def delete_recommendations(
-    customer_id: CustomerIdPath, body: DeleteRequest, service: ServiceDep
-) -> RecommendationList:
-    """Remove products from the list and exclude them from future generations."""
-    return service.delete(customer_id, body.product_ids)
+from recsys.operations import OPERATIONS, Operation
+from recsys.routes import ServiceProvider
+from recsys.settings import Settings
 
 
 def error_response(
@@ -113,8 +48,10 @@ def _unexpected_error(_: Request, error: Exception) -> JSONResponse:
     return error_response(500, "internal_error", "Something went wrong on our side")
 
 
-def create_app(*routers: APIRouter, docs: bool = True) -> FastAPI:
-    """A FastAPI app serving the given routers (all four when none is given)."""
+def create_app(
+    settings: Settings, service: ServiceProvider, operations: Sequence[Operation] = OPERATIONS, *, docs: bool = True
+) -> FastAPI:
+    """A FastAPI app serving ``operations`` (all by default) with ``service``; /docs and /openapi.json when ``docs``."""
     app = FastAPI(
         title="recsys",
         summary="Personalised product recommendations",
@@ -123,8 +60,8 @@ def create_app(*routers: APIRouter, docs: bool = True) -> FastAPI:
         redoc_url=None,
         openapi_url="/openapi.json" if docs else None,
     )
-    for router in routers or ALL_ROUTERS:
-        app.include_router(router)
+    for op in operations:
+        app.include_router(op.build_router(op, settings, service))
     app.add_exception_handler(RecsysError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

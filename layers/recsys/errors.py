@@ -49,5 +49,9 @@ class ModelUnavailableError(UnavailableError):
     code = "model_unavailable"
 
 
+class ConfigurationError(Exception):
+    """The function's environment is invalid: raised at init, so the function fails to start with a clear message."""
+
+
 class VersionConflict(Exception):
     """A conditional write found another version than expected."""

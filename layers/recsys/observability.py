@@ -1,18 +1,32 @@
 """Powertools Logger and Metrics, created once (everything imports them from here), and the optional Tracer."""
 
 import os
+import sys
 from collections.abc import Callable
-from typing import TypeVar, cast
+from typing import IO, TypeVar, cast
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.shared.constants import TRACER_DISABLED_ENV
 from aws_lambda_powertools.shared.functions import resolve_truthy_env_var_choice
 
-os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "recsys")
-os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "Recsys")
+# Powertools reads its own variables (POWERTOOLS_SERVICE_NAME, POWERTOOLS_METRICS_NAMESPACE, LOG_LEVEL, ...); these
+# are the defaults where they are unset (the template sets them for each function)
+SERVICE_NAME = os.environ.get("POWERTOOLS_SERVICE_NAME", "recsys")
 
-logger = Logger()
-metrics = Metrics()
+
+class _CurrentStdout:
+    """The log stream: whatever ``sys.stdout`` is at each write, like print (Powertools would keep the stdout of
+    import time; pytest's capture, for one, swaps it)."""
+
+    def write(self, text: str) -> int:
+        return sys.stdout.write(text)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
+
+
+logger = Logger(service=SERVICE_NAME, stream=cast(IO[str], _CurrentStdout()))
+metrics = Metrics(service=SERVICE_NAME, namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "Recsys"))
 
 Handler = TypeVar("Handler", bound=Callable[..., object])
 

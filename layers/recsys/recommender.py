@@ -24,12 +24,28 @@ if TYPE_CHECKING:  # numpy is loaded with TensorFlow: show and delete import thi
     Floats = npt.NDArray[np.float32]
 
 KERAS_EAGER_IMPORT = "keras.src.optimizers"
+SKIP_MEASURED_ON = "2.20."  # the TensorFlow release whose import the Keras skip was measured and tested on
+
+
+def _tensorflow_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    for distribution in ("tensorflow-cpu", "tensorflow"):
+        try:
+            return version(distribution)
+        except PackageNotFoundError:
+            continue
+    return "unknown"
 
 
 def import_tensorflow() -> Any:
     """`import scann, tensorflow`, skipping TensorFlow's eager import of Keras' optimizers (a third of its import
-    time; TensorFlow ignores an ImportError there, and the SavedModel is a plain tf.Module that needs no Keras)."""
+    time; TensorFlow ignores an ImportError there, and the SavedModel is a plain tf.Module that needs no Keras).
+    The skip relies on a private module path, so it applies only on the TensorFlow release it was measured on."""
     skip = "tensorflow" not in sys.modules and KERAS_EAGER_IMPORT not in sys.modules
+    if skip and not (tf_version := _tensorflow_version()).startswith(SKIP_MEASURED_ON):
+        logger.info("TensorFlow %s: imported as is (the Keras skip is for %sx only)", tf_version, SKIP_MEASURED_ON)
+        skip = False
     if skip:
         sys.modules[KERAS_EAGER_IMPORT] = None  # type: ignore[assignment]  # makes that import raise ImportError
     try:
@@ -71,10 +87,11 @@ class Recommender:
     def version(self) -> str:
         return self.artifact.version
 
-    @property
-    def saved_model(self) -> Any:
-        """The loaded SavedModel, for its signatures (batch use)."""
-        return self._model
+    def run_signature(self, name: str, **inputs: Any) -> dict[str, Any]:
+        """Call the SavedModel's signature ``name`` (batch use: ``recommend``, ``recommend_exact``, ``score``, see
+        recsys.artifact) and return its outputs as numpy arrays."""
+        outputs = self._model.signatures[name](**{key: self._tf.constant(value) for key, value in inputs.items()})
+        return {key: value.numpy() for key, value in outputs.items()}
 
     @property
     def _k_max(self) -> int:

@@ -1,23 +1,31 @@
-"""Request and response models: the API contract, with tight limits on ids and list sizes."""
+"""Request and response models: the API contract, with tight limits on ids and list sizes.
+
+The list sizes come from the settings: ``request_models(settings)`` builds the request bodies with them. Responses are
+read straight from the domain objects (``from_attributes``)."""
 
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from fastapi import Path
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, create_model, field_validator
+
+from recsys.domain import Source
+from recsys.settings import Settings
 
 # Ids: letters, digits and . _ : - ; start with a letter or digit; at most 64 characters.
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
 ID_MAX_LENGTH = 64
-MAX_PRODUCTS_PER_REQUEST = 100
 MAX_SCORE = 1e9  # scores are relevance values; the bound keeps them within DynamoDB's number range
 MIN_SCORE_MAGNITUDE = 1e-100
 
-CustomerId = Annotated[str, StringConstraints(pattern=ID_PATTERN, max_length=ID_MAX_LENGTH)]
+CustomerIdPath = Annotated[
+    str, Path(pattern=ID_PATTERN, max_length=ID_MAX_LENGTH, description="Letters, digits and . _ : - (<= 64)")
+]
 ProductId = Annotated[str, StringConstraints(pattern=ID_PATTERN, max_length=ID_MAX_LENGTH)]
-Source = Literal["model", "popular", "manual"]
 
 
 class _Strict(BaseModel):
@@ -46,7 +54,7 @@ class ProductInput(_Strict):
 
 
 class UpdateRequest(_Strict):
-    products: list[ProductInput] = Field(min_length=1, max_length=MAX_PRODUCTS_PER_REQUEST)
+    products: list[ProductInput] = Field(min_length=1)
 
     @field_validator("products")
     @classmethod
@@ -56,7 +64,7 @@ class UpdateRequest(_Strict):
 
 
 class DeleteRequest(_Strict):
-    product_ids: list[ProductId] = Field(min_length=1, max_length=MAX_PRODUCTS_PER_REQUEST)
+    product_ids: list[ProductId] = Field(min_length=1)
 
     @field_validator("product_ids")
     @classmethod
@@ -65,7 +73,32 @@ class DeleteRequest(_Strict):
         return product_ids
 
 
+@dataclass(frozen=True)
+class RequestModels:
+    update: type[UpdateRequest]
+    delete: type[DeleteRequest]
+
+
+def request_models(settings: Settings) -> RequestModels:
+    """The request bodies with the configured list limits (subclasses under the same names, for the OpenAPI)."""
+    limit = settings.max_products_per_request
+    return RequestModels(
+        update=create_model(
+            "UpdateRequest",
+            __base__=UpdateRequest,
+            products=(list[ProductInput], Field(min_length=1, max_length=limit)),
+        ),
+        delete=create_model(
+            "DeleteRequest",
+            __base__=DeleteRequest,
+            product_ids=(list[ProductId], Field(min_length=1, max_length=limit)),
+        ),
+    )
+
+
 class Item(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     product_id: str
     score: float
     source: Source
@@ -73,6 +106,8 @@ class Item(BaseModel):
 
 
 class RecommendationList(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     customer_id: str
     items: list[Item]
     model_version: str | None

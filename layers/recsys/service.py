@@ -9,38 +9,43 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
+from typing import Protocol
 
+from recsys.domain import Recommendation, RecommendationList, Source
 from recsys.errors import ConflictError, NotFoundError, UnprocessableError, VersionConflict
-from recsys.recommender import Recommender
-from recsys.schemas import Item, ProductInput, RecommendationList, Source
+from recsys.recommender import Recommender, load_recommender
+from recsys.schemas import ProductInput
 from recsys.settings import Settings
-from recsys.store import RecommendationStore, StoredItem, StoredList
 
-MAX_EXCLUDED = 2000
+Change = Callable[[RecommendationList], RecommendationList]
 MAX_BACKOFF = 0.25  # seconds between write attempts at most, however many WRITE_RETRIES allows
 
 
-def to_response(stored: StoredList) -> RecommendationList:
-    return RecommendationList(
-        customer_id=stored.customer_id,
-        items=[Item(product_id=i.product_id, score=i.score, source=i.source, name=i.name) for i in stored.items],
-        model_version=stored.model_version,
-        updated_at=stored.updated_at,
-        version=stored.version,
-    )
+class ListStore(Protocol):
+    """What the service needs of a store (recsys.store.DynamoDBStore; fakes in tests and benchmarks)."""
+
+    def get(self, customer_id: str) -> RecommendationList | None: ...
+
+    def put(self, stored: RecommendationList) -> RecommendationList:
+        """Store ``stored`` as its next version; VersionConflict if the stored version is no longer its version."""
+        ...
 
 
 class RecommendationService:
-    def __init__(self, settings: Settings, store: RecommendationStore, recommender: Callable[[], Recommender]) -> None:
+    def __init__(self, settings: Settings, store: ListStore, recommender: Callable[[], Recommender]) -> None:
         self.settings = settings
         self.store = store
         self._recommender = recommender  # called only by generate and update: show/delete never load the model
+
+    def load_model(self) -> None:
+        """Load the model now (at a function's init) rather than on the first request that needs it."""
+        self._recommender()
 
     def show(self, customer_id: str) -> RecommendationList:
         stored = self.store.get(customer_id)
         if stored is None:
             raise _no_list(customer_id)
-        return to_response(stored)
+        return stored
 
     def generate(self, customer_id: str, k: int, exclude_purchased: bool = False) -> RecommendationList:
         """Top-k from the model (popular products for customers the model does not know), stored and returned."""
@@ -51,18 +56,18 @@ class RecommendationService:
         else:  # nothing bought that the model knows of: nothing to exclude either
             candidates, source = model.popular(), "popular"
 
-        def apply(stored: StoredList) -> StoredList:
+        def apply(stored: RecommendationList) -> RecommendationList:
             chosen = [(p, s) for p, s in candidates if p not in stored.excluded][:k]
-            items = tuple(StoredItem(p, s, source, model.name(p)) for p, s in chosen)
+            items = tuple(Recommendation(p, s, source, model.name(p)) for p, s in chosen)
             return stored.evolve(items=items, model_version=model.version)
 
-        return to_response(self._write(customer_id, apply, create=True))
+        return self._write(customer_id, apply, create=True)
 
     def update(self, customer_id: str, products: list[ProductInput]) -> RecommendationList:
         """Merge the given products (model-scored where no score is given), best first; lifts their exclusion."""
         new_items = self._score(customer_id, products)
 
-        def apply(stored: StoredList) -> StoredList:
+        def apply(stored: RecommendationList) -> RecommendationList:
             merged = {i.product_id: i for i in stored.items} | {i.product_id: i for i in new_items}
             if len(merged) > self.settings.max_items:
                 raise UnprocessableError(
@@ -72,22 +77,22 @@ class RecommendationService:
             items = tuple(sorted(merged.values(), key=lambda i: i.score, reverse=True))
             return stored.evolve(items=items, excluded=stored.excluded - merged.keys())
 
-        return to_response(self._write(customer_id, apply, create=True))
+        return self._write(customer_id, apply, create=True)
 
     def delete(self, customer_id: str, product_ids: list[str]) -> RecommendationList:
         """Remove the products and remember them as excluded, so regeneration does not bring them back."""
         removed = frozenset(product_ids)
 
-        def apply(stored: StoredList) -> StoredList:
+        def apply(stored: RecommendationList) -> RecommendationList:
             excluded = stored.excluded | removed
-            if len(excluded) > MAX_EXCLUDED:
-                raise UnprocessableError(f"At most {MAX_EXCLUDED} products can be excluded per customer")
+            if len(excluded) > self.settings.max_excluded:
+                raise UnprocessableError(f"At most {self.settings.max_excluded} products can be excluded per customer")
             items = tuple(i for i in stored.items if i.product_id not in removed)
             return stored.evolve(items=items, excluded=excluded)
 
-        return to_response(self._write(customer_id, apply, create=False))
+        return self._write(customer_id, apply, create=False)
 
-    def _score(self, customer_id: str, products: list[ProductInput]) -> list[StoredItem]:
+    def _score(self, customer_id: str, products: list[ProductInput]) -> list[Recommendation]:
         """Stored items for the given products: the caller's score where given, otherwise the model's."""
         model = self._recommender()
         to_score = [p.product_id for p in products if p.score is None]
@@ -102,20 +107,22 @@ class RecommendationService:
             )
         model_scores = dict(zip(to_score, model.score(customer_id, to_score) if to_score else [], strict=True))
         return [
-            StoredItem(p.product_id, p.score, "manual", model.name(p.product_id))
+            Recommendation(p.product_id, p.score, "manual", model.name(p.product_id))
             if p.score is not None
-            else StoredItem(p.product_id, model_scores[p.product_id], "model", model.name(p.product_id))
+            else Recommendation(p.product_id, model_scores[p.product_id], "model", model.name(p.product_id))
             for p in products
         ]
 
-    def _write(self, customer_id: str, apply: Callable[[StoredList], StoredList], *, create: bool) -> StoredList:
+    def _write(
+        self, customer_id: str, apply: Callable[[RecommendationList], RecommendationList], *, create: bool
+    ) -> RecommendationList:
         """Read, apply, write conditionally; on a lost race re-read and re-apply, a bounded number of times."""
         for attempt in range(self.settings.write_retries):
             stored = self.store.get(customer_id)
             if stored is None:
                 if not create:
                     raise _no_list(customer_id)
-                stored = StoredList(customer_id=customer_id)
+                stored = RecommendationList(customer_id=customer_id)
             try:
                 return self.store.put(apply(stored))
             except VersionConflict:
@@ -130,4 +137,13 @@ def _no_list(customer_id: str) -> NotFoundError:
     return NotFoundError(
         f"No recommendations stored for customer {customer_id}",
         {"hint": f"POST /customers/{customer_id}/recommendations generates them"},
+    )
+
+
+def default_service(settings: Settings, store: ListStore | None = None) -> RecommendationService:
+    """The deployed composition: DynamoDB (or ``store``) and the model named by the settings, loaded on first use."""
+    from recsys.store import DynamoDBStore
+
+    return RecommendationService(
+        settings, store or DynamoDBStore(settings), lambda: load_recommender(settings.resolved_model_dir())
     )

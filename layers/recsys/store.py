@@ -13,19 +13,22 @@ float scores exact, with no Decimal round trip.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from recsys.domain import Recommendation, RecommendationList
 from recsys.errors import UnavailableError, VersionConflict
 from recsys.observability import logger
-from recsys.schemas import Source
 from recsys.settings import Settings
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 UNAVAILABLE_CODES = frozenset(
     {
@@ -38,33 +41,11 @@ UNAVAILABLE_CODES = frozenset(
 )
 
 
-@dataclass(frozen=True)
-class StoredItem:
-    product_id: str
-    score: float
-    source: Source
-    name: str | None = None
-
-
-@dataclass(frozen=True)
-class StoredList:
-    customer_id: str
-    items: tuple[StoredItem, ...] = ()
-    excluded: frozenset[str] = frozenset()
-    model_version: str | None = None
-    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
-    updated_at: datetime = field(default_factory=lambda: datetime.now(UTC))
-    version: int = 0  # 0: not stored yet
-
-    def evolve(self, **changes: Any) -> StoredList:
-        return replace(self, **changes)
-
-
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
 
 
-def _to_item(stored: StoredList, expires_at: datetime) -> dict[str, Any]:
+def _to_item(stored: RecommendationList, expires_at: datetime) -> dict[str, Any]:
     items = [
         {"product_id": i.product_id, "score": i.score, "source": i.source} | ({"name": i.name} if i.name else {})
         for i in stored.items
@@ -84,12 +65,12 @@ def _to_item(stored: StoredList, expires_at: datetime) -> dict[str, Any]:
     return {key: _serializer.serialize(value) for key, value in item.items()}
 
 
-def _from_item(raw: dict[str, Any]) -> StoredList:
+def _from_item(raw: dict[str, Any]) -> RecommendationList:
     item = {key: _deserializer.deserialize(value) for key, value in raw.items()}
-    return StoredList(
+    return RecommendationList(
         customer_id=item["customer_id"],
         items=tuple(
-            StoredItem(i["product_id"], float(i["score"]), i["source"], i.get("name"))
+            Recommendation(i["product_id"], float(i["score"]), i["source"], i.get("name"))
             for i in json.loads(item["items"])
         ),
         excluded=frozenset(item.get("excluded", ())),
@@ -100,30 +81,51 @@ def _from_item(raw: dict[str, Any]) -> StoredList:
     )
 
 
-class RecommendationStore:
-    def __init__(self, settings: Settings, client: Any = None) -> None:
+def dynamodb_client(settings: Settings) -> DynamoDBClient:
+    """A DynamoDB client with the service's endpoint, retries and timeouts (benchmarks pass one they observe)."""
+    client: DynamoDBClient = boto3.client(
+        "dynamodb",
+        region_name=settings.aws_region,
+        endpoint_url=settings.dynamodb_endpoint_url,
+        config=Config(
+            # total_max_attempts counts the first attempt too; botocore's max_attempts would count only retries
+            retries={"mode": "standard", "total_max_attempts": settings.dynamodb_max_attempts},
+            connect_timeout=2,
+            read_timeout=5,
+        ),
+    )
+    return client
+
+
+class DynamoDBStore:
+    """The customers' lists in the table ``settings.table_name``."""
+
+    def __init__(self, settings: Settings, client: DynamoDBClient | None = None) -> None:
         self.table_name = settings.table_name
         self.ttl = timedelta(days=settings.ttl_days)
-        self.client = client or boto3.client(
-            "dynamodb",
-            region_name=settings.aws_region,
-            endpoint_url=settings.dynamodb_endpoint_url,
-            config=Config(
-                # total_max_attempts counts the first attempt too; botocore's max_attempts would count only retries
-                retries={"mode": "standard", "total_max_attempts": settings.dynamodb_max_attempts},
-                connect_timeout=2,
-                read_timeout=5,
-            ),
-        )
+        self._client = client or dynamodb_client(settings)
 
-    def get(self, customer_id: str) -> StoredList | None:
+    def create_table(self, definition: Mapping[str, Any]) -> None:
+        """Create the table from a template's ``AWS::DynamoDB::Table`` properties (key schema, billing mode, TTL):
+        for local stacks and tests, so they use exactly what is deployed."""
+        self._client.create_table(
+            TableName=self.table_name,
+            KeySchema=definition["KeySchema"],
+            AttributeDefinitions=definition["AttributeDefinitions"],
+            BillingMode=definition["BillingMode"],
+        )
+        ttl = definition.get("TimeToLiveSpecification")
+        if ttl:
+            self._client.update_time_to_live(TableName=self.table_name, TimeToLiveSpecification=ttl)
+
+    def get(self, customer_id: str) -> RecommendationList | None:
         """The customer's list as last written (strongly consistent), or None."""
         response = self._call(
             "get_item", TableName=self.table_name, Key={"customer_id": {"S": customer_id}}, ConsistentRead=True
         )
         return _from_item(response["Item"]) if "Item" in response else None
 
-    def put(self, stored: StoredList) -> StoredList:
+    def put(self, stored: RecommendationList) -> RecommendationList:
         """Write ``stored`` as the next version if the stored version is still ``stored.version``.
 
         Raises VersionConflict when another writer got there first.
@@ -142,7 +144,7 @@ class RecommendationStore:
 
     def _call(self, operation: str, **kwargs: Any) -> Any:
         try:
-            return getattr(self.client, operation)(**kwargs)
+            return getattr(self._client, operation)(**kwargs)
         except ClientError as error:
             code = error.response.get("Error", {}).get("Code", "")
             if code == "ConditionalCheckFailedException":

@@ -1,6 +1,5 @@
-"""API Gateway HTTP API (payload v2) events and a Lambda context, generated rather than pasted.
-
-Used by the tests and by `recsys bench` to invoke the Lambda handlers the way API Gateway does.
+"""API Gateway HTTP API (payload v2) events and a Lambda context, generated from the operation registry rather than
+pasted. Used by the tests, `recsys bench` and the `infra/events` generator to invoke the handlers as API Gateway does.
 """
 
 from __future__ import annotations
@@ -11,11 +10,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-ROUTE_KEY = "/customers/{customer_id}/recommendations"
+from recsys.operations import Operation
 
 
 def http_api_event(
-    method: str,
+    op: Operation,
     customer_id: str,
     *,
     query: dict[str, str] | None = None,
@@ -23,11 +22,11 @@ def http_api_event(
     raw_body: str | None = None,
     user_agent: str = "recsys",
 ) -> dict[str, Any]:
-    path = f"/customers/{customer_id}/recommendations"
+    path, method = op.path(customer_id), op.method
     text = raw_body if raw_body is not None else (json.dumps(body) if body is not None else None)
     event: dict[str, Any] = {
         "version": "2.0",
-        "routeKey": f"{method} {ROUTE_KEY}",
+        "routeKey": op.route_key,
         "rawPath": path,
         "rawQueryString": urlencode(query or {}),
         "headers": {"content-type": "application/json", "host": "api.example.com", "user-agent": user_agent},
@@ -44,7 +43,7 @@ def http_api_event(
                 "userAgent": user_agent,
             },
             "requestId": str(uuid.uuid4()),
-            "routeKey": f"{method} {ROUTE_KEY}",
+            "routeKey": op.route_key,
             "stage": "$default",
             "time": "30/Nov/2026:00:00:00 +0000",
             "timeEpoch": 1796083200000,

@@ -5,15 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from recsys.settings import Settings
+from recsys.store import DynamoDBStore
 from recsys_tools.template import load_template, table_resource
 
-TABLE_PROPERTIES = ("KeySchema", "AttributeDefinitions", "BillingMode")
 
-
-def create_table(client: Any, table_name: str, template: dict[str, Any] | None = None) -> None:
-    """Create ``table_name`` with the template's key schema and billing mode, and its TTL setting."""
-    properties = table_resource(template or load_template())
-    client.create_table(TableName=table_name, **{key: properties[key] for key in TABLE_PROPERTIES})
-    ttl = properties.get("TimeToLiveSpecification")
-    if ttl:
-        client.update_time_to_live(TableName=table_name, TimeToLiveSpecification=ttl)
+def create_table(settings: Settings, template: dict[str, Any] | None = None) -> None:
+    """Create the settings' table with the template's key schema, billing mode and TTL setting."""
+    DynamoDBStore(settings).create_table(table_resource(template or load_template()))

@@ -10,7 +10,7 @@ import argparse
 import os
 
 from recsys.artifact import CURRENT
-from recsys.settings import Settings
+from recsys.settings import Settings, load_settings
 
 EXAMPLE_CUSTOMER = "17850"
 
@@ -30,38 +30,36 @@ def _ensure_model(settings: Settings) -> None:
             raise SystemExit("training failed")
 
 
-def _start_embedded_dynamodb(host: str, port: int) -> str:
+def _start_embedded_dynamodb(settings: Settings, host: str, port: int) -> Settings:
+    """moto's DynamoDB server on ``host:port`` with the template's table; the settings that point at it."""
     from moto.server import ThreadedMotoServer
 
-    from recsys.store import RecommendationStore
     from recsys_tools.local_stack import create_table
 
     ThreadedMotoServer(ip_address=host, port=port, verbose=False).start()
-    endpoint = f"http://{host}:{port}"
-    os.environ["DYNAMODB_ENDPOINT_URL"] = endpoint
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        os.environ.setdefault(name, "local")  # moto accepts any credentials
-    settings = Settings()
-    create_table(RecommendationStore(settings).client, settings.table_name)
-    return endpoint
+        os.environ.setdefault(name, "local")  # boto3 needs credentials; moto accepts any
+    local = settings.model_copy(update={"dynamodb_endpoint_url": f"http://{host}:{port}"})
+    create_table(local)
+    return local
 
 
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from recsys.api import create_app
+    from recsys.service import default_service
 
-    _ensure_model(Settings())
-    if "DYNAMODB_ENDPOINT_URL" in os.environ or "TABLE_NAME" in os.environ:
-        where = (
-            f"configured DynamoDB table {Settings().table_name!r} at {os.environ.get('DYNAMODB_ENDPOINT_URL', 'AWS')}"
-        )
+    settings = load_settings()
+    _ensure_model(settings)
+    if settings.dynamodb_endpoint_url is not None or "TABLE_NAME" in os.environ:
+        where = f"configured DynamoDB table {settings.table_name!r} at {settings.dynamodb_endpoint_url or 'AWS'}"
     else:
-        where = f"embedded DynamoDB at {_start_embedded_dynamodb('127.0.0.1', args.dynamodb_port)}"
+        settings = _start_embedded_dynamodb(settings, "127.0.0.1", args.dynamodb_port)
+        where = f"embedded DynamoDB at {settings.dynamodb_endpoint_url}"
+    service = default_service(settings)
     try:
-        from recsys.dependencies import get_recommender
-
-        get_recommender()  # load now: the first request is fast and a broken model shows here
+        service.load_model()  # load now: the first request is fast and a broken model shows here
     except Exception as error:
         print(f"WARNING: {error}; generate and update will answer 503 until it loads", flush=True)
     base = f"http://{args.host}:{args.port}"
@@ -74,5 +72,5 @@ def run(args: argparse.Namespace) -> int:
         f"  curl -s {base}/customers/{EXAMPLE_CUSTOMER}/recommendations\n",
         flush=True,
     )
-    uvicorn.run(create_app(), host=args.host, port=args.port, log_level="info")
+    uvicorn.run(create_app(settings, lambda: service), host=args.host, port=args.port, log_level="info")
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -12,10 +13,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from recsys import dependencies
-from recsys.schemas import ID_PATTERN, MAX_PRODUCTS_PER_REQUEST
-from tests.conftest import TABLE, UNKNOWN_CUSTOMER
-from tests.integration.conftest import Api, Response
+from recsys.schemas import ID_PATTERN
+from recsys.settings import Settings
+from tests.support.api import TABLE, Api, Response
+from tests.support.data import UNKNOWN_CUSTOMER
+
+MAX_PRODUCTS_PER_REQUEST = Settings().max_products_per_request  # the default limit
 
 EXAMPLES = settings(
     max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture], database=None
@@ -186,10 +189,12 @@ def test_ids_that_are_dynamodb_reserved_words_work(api: Api, word: str) -> None:
     assert deleted.body["version"] == 3
 
 
-def test_a_list_at_its_size_limit_takes_no_new_product(api: Api, aws: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_list_at_its_size_limit_takes_no_new_product(
+    build_api: Callable[..., Api], aws: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Given MAX_ITEMS=5 and a list of 5 products
     monkeypatch.setenv("MAX_ITEMS", "5")
-    dependencies.reset()
+    api = build_api()
     full = [{"product_id": f"P-{i}", "score": float(i)} for i in range(5)]
     assert api("PATCH", UNKNOWN_CUSTOMER, body={"products": full}).status == 200
     before = stored(aws)

@@ -22,9 +22,12 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from recsys.api import create_app
-from recsys.dependencies import get_recommender
+from recsys.service import RecommendationService
+from recsys.settings import Settings
 
-schema = schemathesis.openapi.from_asgi("/openapi.json", create_app())
+# the app (and so its OpenAPI document) is built at collection; each test hands it the service of its moto table
+_services: list[RecommendationService] = []
+schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(Settings(), lambda: _services[-1]))
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
@@ -48,9 +51,12 @@ def cases() -> Iterator[Counter[str]]:
 
 
 @pytest.fixture
-def served(aws: Any) -> None:
-    """moto's DynamoDB (``aws``) and the model loaded up front, so no case waits for the first load."""
-    get_recommender()
+def served(service: RecommendationService) -> Iterator[None]:
+    """The app serves ``service`` (moto's DynamoDB), with the model loaded up front so no case waits for it."""
+    service.load_model()
+    _services.append(service)
+    yield
+    _services.pop()
 
 
 def call_and_check(case: schemathesis.Case[Any], cases: Counter[str]) -> None:

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from recsys.operations import OPERATIONS, operation
 from recsys_tools.events import http_api_event
 
 REPO = Path(__file__).resolve().parents[2]
@@ -22,12 +23,12 @@ CUSTOMER_ID = "17850"
 UPDATED_PRODUCTS: list[dict[str, Any]] = [{"product_id": "85123A"}, {"product_id": "71053", "score": 0.9}]
 DELETED_PRODUCT_IDS = ["84406B"]
 
-# operation (the functions/<operation> folder) -> (method, query string parameters, JSON body)
-OPERATIONS: dict[str, tuple[str, dict[str, str], Any]] = {
-    "customer_recommendations": ("POST", {"k": "10", "exclude_purchased": "false"}, None),
-    "show_recommendations": ("GET", {}, None),
-    "update_recommendations": ("PATCH", {}, {"products": UPDATED_PRODUCTS}),
-    "delete_recommendations": ("DELETE", {}, {"product_ids": DELETED_PRODUCT_IDS}),
+# operation name (recsys.operations) -> (query string parameters, JSON body); every operation needs an entry
+REQUESTS: dict[str, tuple[dict[str, str], Any]] = {
+    "customer_recommendations": ({"k": "10", "exclude_purchased": "false"}, None),
+    "show_recommendations": ({}, None),
+    "update_recommendations": ({}, {"products": UPDATED_PRODUCTS}),
+    "delete_recommendations": ({}, {"product_ids": DELETED_PRODUCT_IDS}),
 }
 API_ID = "a1b2c3d4e5"  # made up; the account id is the AWS documentation's placeholder
 DOMAIN = f"{API_ID}.execute-api.us-east-1.amazonaws.com"
@@ -36,10 +37,10 @@ CLIENT_IP = "203.0.113.10"
 USER_AGENT = "awscurl/0.36"
 
 
-def signed_request_event(operation: str) -> dict[str, Any]:
-    method, query, body = OPERATIONS[operation]
-    number = list(OPERATIONS).index(operation) + 1
-    event = http_api_event(method, CUSTOMER_ID, query=query or None, body=body)
+def signed_request_event(name: str) -> dict[str, Any]:
+    query, body = REQUESTS[name]
+    number = [op.name for op in OPERATIONS].index(name) + 1
+    event = http_api_event(operation(name), CUSTOMER_ID, query=query or None, body=body)
     event["headers"] = {
         "accept": "application/json",
         "content-length": str(len(event.get("body", ""))),
@@ -75,8 +76,8 @@ def signed_request_event(operation: str) -> dict[str, Any]:
 
 
 def events() -> dict[str, dict[str, Any]]:
-    """operation -> its event."""
-    return {operation: signed_request_event(operation) for operation in OPERATIONS}
+    """operation name -> its event, for every operation of the registry."""
+    return {op.name: signed_request_event(op.name) for op in OPERATIONS}
 
 
 def render(event: dict[str, Any]) -> str:
@@ -85,8 +86,8 @@ def render(event: dict[str, Any]) -> str:
 
 def write(directory: Path = EVENTS_DIR) -> None:
     directory.mkdir(parents=True, exist_ok=True)
-    for operation, event in events().items():
-        (directory / f"{operation}.json").write_text(render(event), encoding="utf-8")
+    for name, event in events().items():
+        (directory / f"{name}.json").write_text(render(event), encoding="utf-8")
 
 
 if __name__ == "__main__":

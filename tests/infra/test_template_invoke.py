@@ -16,11 +16,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from moto import mock_aws
 
-from recsys import dependencies
+from recsys.settings import load_settings
 from recsys_tools.events import FakeLambdaContext
 from recsys_tools.local_stack import create_table
 from recsys_tools.template import environment, functions
@@ -77,8 +76,10 @@ def invoke(
         for name, value in environment(template, logical_id, {table_id: TABLE}).items():
             monkeypatch.setenv(name, value)
         monkeypatch.setenv("MODEL_DIR", str(model_dir))  # layers/Dockerfile: ENV MODEL_DIR=/var/task/model
-        dependencies.reset()
-        handler = getattr(importlib.import_module(function.module), function.command.rpartition(".")[2])
+        # a fresh init of the module the command names, in this environment, as a new container would do
+        handler = getattr(
+            importlib.reload(importlib.import_module(function.module)), function.command.rpartition(".")[2]
+        )
         event = json.loads((EVENTS_DIR / f"{function.operation}.json").read_text(encoding="utf-8"))
         memory = function.properties.get("MemorySize", template["Globals"]["Function"]["MemorySize"])
         context = FakeLambdaContext(
@@ -91,9 +92,10 @@ def invoke(
         return response["statusCode"], json.loads(response["body"])
 
     with mock_aws():
-        create_table(boto3.client("dynamodb", region_name=REGION), TABLE, template)
+        for name, value in environment(template, None, {table_id: TABLE}).items():
+            monkeypatch.setenv(name, value)
+        create_table(load_settings(), template)
         yield call
-    dependencies.reset()
 
 
 def product_ids(body: dict[str, Any]) -> list[str]:

@@ -2,28 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
-from recsys.dependencies import get_recommender, get_service, get_settings
+from recsys.domain import RecommendationList
 from recsys.errors import ConflictError, VersionConflict
 from recsys.schemas import ProductInput
-from recsys.service import RecommendationService
-from recsys.store import RecommendationStore, StoredList
-from tests.conftest import KNOWN_CUSTOMER
+from recsys.service import RecommendationService, default_service
+from recsys.settings import load_settings
+from tests.support.data import KNOWN_CUSTOMER
 
 
-def test_two_racing_writers_both_changes_survive(aws: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_two_racing_writers_both_changes_survive(
+    service: RecommendationService, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Given a stored list, and a second writer that deletes a product between the first writer's read and write
-    service = get_service()
     first = service.generate(KNOWN_CUSTOMER, k=5)
     deleted = first.items[0].product_id
-    other = RecommendationService(get_settings(), RecommendationStore(get_settings()), get_recommender)
+    other = default_service(load_settings())
     read = service.store.get
     raced: list[int] = []
 
-    def read_then_lose_the_race(customer_id: str) -> StoredList | None:
+    def read_then_lose_the_race(customer_id: str) -> RecommendationList | None:
         stored = read(customer_id)
         if not raced:
             raced.append(1)
@@ -43,13 +42,12 @@ def test_two_racing_writers_both_changes_survive(aws: Any, monkeypatch: pytest.M
 
 
 def test_a_writer_that_always_loses_gets_a_conflict_after_bounded_retries(
-    aws: Any, monkeypatch: pytest.MonkeyPatch
+    service: RecommendationService, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    service = get_service()
     service.generate(KNOWN_CUSTOMER, k=5)
     attempts: list[int] = []
 
-    def always_conflict(stored: StoredList) -> StoredList:
+    def always_conflict(stored: RecommendationList) -> RecommendationList:
         attempts.append(1)
         raise VersionConflict
 

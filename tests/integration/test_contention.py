@@ -20,22 +20,21 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
 import httpx
 import pytest
 import uvicorn
 from moto.dynamodb.models.table import Table
 from moto.server import ThreadedMotoServer
 
-from recsys import dependencies
 from recsys.api import create_app
-from recsys.dependencies import get_service
+from recsys.domain import Recommendation, RecommendationList
 from recsys.errors import ConflictError, VersionConflict
 from recsys.schemas import ProductInput
-from recsys.service import RecommendationService
-from recsys.store import StoredItem, StoredList
+from recsys.service import RecommendationService, default_service
+from recsys.settings import load_settings
+from recsys.store import DynamoDBStore
 from recsys_tools.local_stack import create_table
-from tests.conftest import TABLE
+from tests.support.api import TABLE
 from tests.support.local_server import free_port
 
 WRITERS = 32
@@ -43,7 +42,9 @@ SERVERS = 4  # local app instances, each serving one request at a time like a La
 WRITE_RETRIES = 20  # the setting's maximum: under 32 writers on one item some calls may still get 409
 CUSTOMER = "contended"
 REFERENCE = "sequential"
-BASE = tuple(StoredItem(f"BASE-{i:02d}", float(100 + i), "manual") for i in range(1, WRITERS, 2))  # odd writers' own
+BASE = tuple(
+    Recommendation(f"BASE-{i:02d}", float(100 + i), "manual") for i in range(1, WRITERS, 2)
+)  # odd writers' own
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ class Operation:
             service.delete(customer_id, [self.product_id])
 
     def send(self, client: httpx.Client, customer_id: str) -> int:
-        url = f"/customers/{customer_id}/recommendations"
+        url = f"/customers/{customer_id}/recommendations"  # the list route of recsys.operations
         if self.kind == "update":
             body: dict[str, Any] = {"products": [{"product_id": self.product_id, "score": self.score}]}
             return client.patch(url, json=body).status_code
@@ -88,7 +89,7 @@ def run_concurrently(call: Callable[[Operation], bool]) -> dict[Operation, bool]
 
 
 def seed(service: RecommendationService, customer_id: str) -> None:
-    service.store.put(StoredList(customer_id=customer_id, items=BASE))
+    service.store.put(RecommendationList(customer_id=customer_id, items=BASE))
 
 
 def assert_no_lost_update(service: RecommendationService, outcomes: dict[Operation, bool], lost_races: int) -> None:
@@ -123,34 +124,46 @@ def atomic_conditional_writes(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(Table, "put_item", atomic)
 
 
-@pytest.fixture
-def conflicts(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Counts the conditional writes that lost a race (proof that the writers really contended)."""
-    lost: list[int] = []
-    put = dependencies.get_service().store.put
+class ConflictCountingStore:
+    """The DynamoDB store, counting the conditional writes that lost a race (proof that the writers contended)."""
 
-    def counting(stored: StoredList) -> StoredList:
+    def __init__(self, store: DynamoDBStore) -> None:
+        self.inner = store
+        self.lost = 0
+
+    def get(self, customer_id: str) -> RecommendationList | None:
+        return self.inner.get(customer_id)
+
+    def put(self, stored: RecommendationList) -> RecommendationList:
         try:
-            return put(stored)
+            return self.inner.put(stored)
         except VersionConflict:
-            lost.append(1)
+            self.lost += 1
             raise
 
-    monkeypatch.setattr(dependencies.get_service().store, "put", counting)
-    return lost
+
+@dataclass(frozen=True)
+class Contended:
+    service: RecommendationService
+    store: ConflictCountingStore
+
+
+def contended() -> Contended:
+    """The service (with WRITE_RETRIES from the environment) on a conflict-counting DynamoDB store."""
+    settings = load_settings()
+    store = ConflictCountingStore(DynamoDBStore(settings))
+    return Contended(default_service(settings, store), store)
 
 
 @pytest.fixture
-def contended_service(aws: Any, monkeypatch: pytest.MonkeyPatch, atomic_conditional_writes: None) -> None:
+def contended_service(aws: Any, monkeypatch: pytest.MonkeyPatch, atomic_conditional_writes: None) -> Contended:
     monkeypatch.setenv("WRITE_RETRIES", str(WRITE_RETRIES))
-    dependencies.reset()
+    return contended()
 
 
-def test_32_concurrent_writers_through_the_service_lose_no_update(
-    contended_service: None, conflicts: list[int]
-) -> None:
+def test_32_concurrent_writers_through_the_service_lose_no_update(contended_service: Contended) -> None:
     # Given a stored list of 16 products
-    service = get_service()
+    service = contended_service.service
     seed(service, CUSTOMER)
 
     # When 32 threads at once each add a new product or delete a base product
@@ -163,7 +176,7 @@ def test_32_concurrent_writers_through_the_service_lose_no_update(
 
     outcomes = run_concurrently(call)
     # Then the writers contended, and the list is what the successful operations give one by one
-    assert_no_lost_update(service, outcomes, len(conflicts))
+    assert_no_lost_update(service, outcomes, contended_service.store.lost)
 
 
 def warm_up(url: str) -> None:
@@ -179,7 +192,7 @@ def warm_up(url: str) -> None:
 @pytest.fixture
 def http_servers(
     model_dir: Any, monkeypatch: pytest.MonkeyPatch, atomic_conditional_writes: None
-) -> Iterator[list[str]]:
+) -> Iterator[tuple[list[str], Contended]]:
     """SERVERS local apps (uvicorn, each in a thread) on moto's DynamoDB server (in this process), all on loopback.
     An app serves one request at a time (recsys.api), like a Lambda container: concurrency comes from several."""
     port = free_port()
@@ -197,10 +210,17 @@ def http_servers(
         "POWERTOOLS_TRACE_DISABLED": "true",
     }.items():
         monkeypatch.setenv(name, value)
-    dependencies.reset()
-    create_table(boto3.client("dynamodb", endpoint_url=endpoint, region_name="us-east-1"), TABLE)
+    create_table(load_settings())
+    shared = contended()  # one store counts every app's lost races (each app still serves one request at a time)
     servers = [
-        uvicorn.Server(uvicorn.Config(create_app(), host="127.0.0.1", port=free_port(), log_level="warning"))
+        uvicorn.Server(
+            uvicorn.Config(
+                create_app(load_settings(), lambda: shared.service),
+                host="127.0.0.1",
+                port=free_port(),
+                log_level="warning",
+            )
+        )
         for _ in range(SERVERS)
     ]
     threads = [threading.Thread(target=server.run, daemon=True) for server in servers]
@@ -213,21 +233,21 @@ def http_servers(
         urls = [f"http://127.0.0.1:{server.config.port}" for server in servers]
         for url in urls:  # one server at a time: see warm_up
             warm_up(url)
-        yield urls
+        yield urls, shared
     finally:
         for server in servers:
             server.should_exit = True
         for thread in threads:
             thread.join(timeout=30)
         dynamodb.stop()
-        dependencies.reset()
 
 
-def test_32_concurrent_writers_over_http_lose_no_update(http_servers: list[str], conflicts: list[int]) -> None:
+def test_32_concurrent_writers_over_http_lose_no_update(http_servers: tuple[list[str], Contended]) -> None:
     # Given a stored list of 16 products behind several local HTTP servers
-    service = get_service()
+    urls, shared = http_servers
+    service = shared.service
     seed(service, CUSTOMER)
-    server_of = {operation: http_servers[i % SERVERS] for i, operation in enumerate(operations())}
+    server_of = {operation: urls[i % SERVERS] for i, operation in enumerate(operations())}
 
     # When 32 HTTP clients at once each add a new product or delete a base product, spread over the servers
     def call(operation: Operation) -> bool:
@@ -238,4 +258,4 @@ def test_32_concurrent_writers_over_http_lose_no_update(http_servers: list[str],
 
     outcomes = run_concurrently(call)
     # Then the writers contended, every answer was 200 or 409, and no update was lost
-    assert_no_lost_update(service, outcomes, len(conflicts))
+    assert_no_lost_update(service, outcomes, shared.store.lost)

@@ -3,28 +3,28 @@ corrupt model stops generate and update at init while show and delete keep worki
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from botocore.retries.standard import ExponentialBackoff
+from fastapi.testclient import TestClient
 from moto.dynamodb.exceptions import ERROR_TYPE_PREFIX, DynamodbException
 from moto.dynamodb.models import DynamoDBBackend
 
-from recsys import dependencies
-from recsys.dependencies import get_service
-from recsys.observability import logger
-from recsys.settings import REPO_ROOT
-from recsys.store import StoredItem, StoredList
-from tests.conftest import KNOWN_CUSTOMER
-from tests.integration.conftest import Api, Response
-from tests.integration.test_operations import raw_item
+from recsys.api import create_app
+from recsys.domain import Recommendation, RecommendationList
+from recsys.service import default_service
+from recsys.settings import REPO_ROOT, load_settings
+from recsys.store import DynamoDBStore, dynamodb_client
+from tests.support.api import Api, Response, raw_item, via_local_app
+from tests.support.data import KNOWN_CUSTOMER
 
 OPERATIONS = {"GetItem": "get_item", "PutItem": "put_item"}
 WRITES: dict[str, dict[str, Any]] = {
@@ -51,43 +51,32 @@ def throttle(monkeypatch: pytest.MonkeyPatch, client: Any, operation: str) -> li
     return attempts
 
 
-def seed(customer_id: str = KNOWN_CUSTOMER) -> StoredList:
+def seed(customer_id: str = KNOWN_CUSTOMER) -> RecommendationList:
     """A stored list written straight through the store (no model needed)."""
-    items = tuple(StoredItem(f"MANUAL-{i}", float(10 - i), "manual") for i in range(3))
-    return get_service().store.put(StoredList(customer_id=customer_id, items=items))
+    items = tuple(Recommendation(f"MANUAL-{i}", float(10 - i), "manual") for i in range(3))
+    return DynamoDBStore(load_settings()).put(RecommendationList(customer_id=customer_id, items=items))
+
+
+ATTEMPTS = 4
+
+
+@dataclass
+class Observed:
+    """An API whose service's DynamoDB client the test can watch (and throttle)."""
+
+    api: Api
+    client: Any
 
 
 @pytest.fixture
-def attempts_setting(aws: Any, monkeypatch: pytest.MonkeyPatch) -> int:
-    """DYNAMODB_MAX_ATTEMPTS set to a non-default value, botocore's back-off sleeps made instant."""
-    monkeypatch.setenv("DYNAMODB_MAX_ATTEMPTS", "4")
+def observed(aws: Any, monkeypatch: pytest.MonkeyPatch, build_api: Callable[..., Api]) -> Observed:
+    """DYNAMODB_MAX_ATTEMPTS set to a non-default value, botocore's back-off sleeps made instant, and the API around a
+    service whose DynamoDB client is the test's."""
+    monkeypatch.setenv("DYNAMODB_MAX_ATTEMPTS", str(ATTEMPTS))
     monkeypatch.setattr(ExponentialBackoff, "delay_amount", lambda self, context: 0.0)
-    dependencies.reset()
-    return 4
-
-
-class _CurrentStdout:
-    """Writes to whatever ``sys.stdout`` is now (pytest swaps it between a fixture's set-up and the test)."""
-
-    def write(self, text: str) -> int:
-        return sys.stdout.write(text)
-
-    def flush(self) -> None:
-        sys.stdout.flush()
-
-
-@pytest.fixture
-def log_lines(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> Callable[[], list[dict[str, Any]]]:
-    """The Powertools logger's JSON lines, read from the captured stdout (its handler keeps the stdout of import)."""
-    monkeypatch.setattr(logger.registered_handler, "stream", _CurrentStdout())
-
-    def lines() -> list[dict[str, Any]]:
-        out = capsys.readouterr().out
-        return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
-
-    return lines
+    settings = load_settings()
+    client = dynamodb_client(settings)
+    return Observed(build_api(default_service(settings, DynamoDBStore(settings, client))), client)
 
 
 def assert_retry_later(response: Response) -> None:
@@ -96,48 +85,47 @@ def assert_retry_later(response: Response) -> None:
     assert response.body["error"]["code"] == "unavailable"
 
 
-def test_the_store_uses_botocores_standard_retry_mode_with_the_configured_attempts(attempts_setting: int) -> None:
+def test_the_store_uses_botocores_standard_retry_mode_with_the_configured_attempts(observed: Observed) -> None:
     # Given DYNAMODB_MAX_ATTEMPTS=4; When the service's DynamoDB client is built; Then it retries in standard mode
-    client: Any = get_service().store.client
-    retries = client.meta.config.retries
-    assert retries == {"mode": "standard", "total_max_attempts": attempts_setting}
+    retries = observed.client.meta.config.retries
+    assert retries == {"mode": "standard", "total_max_attempts": ATTEMPTS}
 
 
 def test_throttled_reads_answer_503_with_retry_after_after_every_configured_attempt(
-    api: Api, attempts_setting: int, monkeypatch: pytest.MonkeyPatch
+    observed: Observed, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given a stored list and DynamoDB throttling every GetItem
     seed()
-    attempts = throttle(monkeypatch, get_service().store.client, "GetItem")
+    attempts = throttle(monkeypatch, observed.client, "GetItem")
     # When the list is read
-    response = api("GET", KNOWN_CUSTOMER)
+    response = observed.api("GET", KNOWN_CUSTOMER)
     # Then 503 with Retry-After, after exactly the configured number of attempts
     assert_retry_later(response)
-    assert len(attempts) == attempts_setting
+    assert len(attempts) == ATTEMPTS
 
 
 @pytest.mark.parametrize("method", sorted(WRITES))
 def test_throttled_writes_answer_503_and_leave_the_stored_item_unchanged(
-    api: Api, aws: Any, attempts_setting: int, monkeypatch: pytest.MonkeyPatch, method: str
+    observed: Observed, aws: Any, monkeypatch: pytest.MonkeyPatch, method: str
 ) -> None:
     # Given a stored list and DynamoDB throttling every PutItem
     seed()
     before = raw_item(aws, KNOWN_CUSTOMER)
-    attempts = throttle(monkeypatch, get_service().store.client, "PutItem")
+    attempts = throttle(monkeypatch, observed.client, "PutItem")
     # When a write is attempted
-    response = api(method, KNOWN_CUSTOMER, **WRITES[method])
+    response = observed.api(method, KNOWN_CUSTOMER, **WRITES[method])
     # Then 503 with Retry-After after exactly the configured attempts, and the item is as it was
     assert_retry_later(response)
-    assert len(attempts) == attempts_setting
+    assert len(attempts) == ATTEMPTS
     assert raw_item(aws, KNOWN_CUSTOMER) == before
 
 
 def test_a_missing_table_answers_503_and_logs_which_setting_to_check(
-    api: Api, monkeypatch: pytest.MonkeyPatch, log_lines: Callable[[], list[dict[str, Any]]]
+    build_api: Callable[..., Api], monkeypatch: pytest.MonkeyPatch, log_lines: Callable[[], list[dict[str, Any]]]
 ) -> None:
     # Given TABLE_NAME names a table that does not exist
     monkeypatch.setenv("TABLE_NAME", "no-such-table")
-    dependencies.reset()
+    api = build_api()
     # When a list is read
     response = api("GET", KNOWN_CUSTOMER)
     # Then a clear 503 with Retry-After, and an error log line naming the table and the setting
@@ -148,12 +136,14 @@ def test_a_missing_table_answers_503_and_logs_which_setting_to_check(
 
 
 def test_show_and_delete_keep_working_and_generate_answers_503_without_the_model(
-    api: Api, aws: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    aws: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    # Given a stored list and MODEL_DIR pointing at a directory that does not exist
+    # Given a stored list and the local app (all routes in one process) with MODEL_DIR pointing at a directory that
+    # does not exist; Lambda's generate and update fail at init instead (the test below)
     seed()
     monkeypatch.setenv("MODEL_DIR", str(tmp_path / "missing"))
-    dependencies.reset()
+    service = default_service(load_settings())
+    api = via_local_app(TestClient(create_app(load_settings(), lambda: service)))
     # When the list is shown, a product deleted, and a new list generated
     shown = api("GET", KNOWN_CUSTOMER)
     deleted = api("DELETE", KNOWN_CUSTOMER, body={"product_ids": ["MANUAL-0"]})

@@ -13,25 +13,18 @@ from typing import Any
 
 import pytest
 
-from recsys.dependencies import get_recommender
+from recsys.recommender import Recommender
 from recsys.settings import REPO_ROOT
 from recsys_tools.bench.handlers import lambda_environment
-from tests.conftest import KNOWN_CUSTOMER, TABLE, UNKNOWN_CUSTOMER
-from tests.integration.conftest import Api
-
-
-def raw_item(client: Any, customer_id: str) -> dict[str, Any] | None:
-    item: dict[str, Any] | None = client.get_item(
-        TableName=TABLE, Key={"customer_id": {"S": customer_id}}, ConsistentRead=True
-    ).get("Item")
-    return item
+from tests.support.api import TABLE, Api, raw_item
+from tests.support.data import KNOWN_CUSTOMER, UNKNOWN_CUSTOMER
 
 
 def ids(body: dict[str, Any]) -> list[str]:
     return [item["product_id"] for item in body["items"]]
 
 
-def test_generate_stores_and_returns_the_models_top_k(api: Api, aws: Any) -> None:
+def test_generate_stores_and_returns_the_models_top_k(recommender: Recommender, api: Api, aws: Any) -> None:
     # When a known customer's list is generated
     response = api("POST", KNOWN_CUSTOMER, query={"k": "5"})
     # Then the model's top 5 come back, scored best first, named, versioned, and are stored
@@ -42,9 +35,9 @@ def test_generate_stores_and_returns_the_models_top_k(api: Api, aws: Any) -> Non
     scores = [item["score"] for item in body["items"]]
     assert scores == sorted(scores, reverse=True)
     assert all(item["name"] for item in body["items"])
-    assert body["model_version"] == get_recommender().version
+    assert body["model_version"] == recommender.version
     assert body["version"] == 1
-    expected = [p for p, _ in get_recommender().recommend(KNOWN_CUSTOMER)[:5]]
+    expected = [p for p, _ in recommender.recommend(KNOWN_CUSTOMER)[:5]]
     assert ids(body) == expected
     stored = raw_item(aws, KNOWN_CUSTOMER)
     assert stored is not None
@@ -66,11 +59,11 @@ def test_show_returns_the_stored_list_and_404_with_a_hint_when_none(api: Api) ->
     assert len(generated["items"]) == 20  # the default k
 
 
-def test_unknown_customer_gets_popular_products(api: Api) -> None:
+def test_unknown_customer_gets_popular_products(recommender: Recommender, api: Api) -> None:
     response = api("POST", UNKNOWN_CUSTOMER, query={"k": "3"})
     assert response.status == 200
     assert {item["source"] for item in response.body["items"]} == {"popular"}
-    assert ids(response.body) == [p for p, _ in get_recommender().popular()[:3]]
+    assert ids(response.body) == [p for p, _ in recommender.popular()[:3]]
 
 
 def test_regenerate_after_delete_does_not_bring_deleted_products_back(api: Api) -> None:
@@ -86,8 +79,8 @@ def test_regenerate_after_delete_does_not_bring_deleted_products_back(api: Api) 
     assert len(regenerated) == 10
 
 
-def test_update_scores_equal_the_models_scores_and_the_list_stays_sorted(api: Api) -> None:
-    recommended = get_recommender().recommend(KNOWN_CUSTOMER)
+def test_update_scores_equal_the_models_scores_and_the_list_stays_sorted(recommender: Recommender, api: Api) -> None:
+    recommended = recommender.recommend(KNOWN_CUSTOMER)
     api("POST", KNOWN_CUSTOMER, query={"k": "5"})
     extra = [p for p, _ in recommended[30:33]]  # ranked lower: not in the top 5
 
@@ -95,7 +88,7 @@ def test_update_scores_equal_the_models_scores_and_the_list_stays_sorted(api: Ap
 
     assert response.status == 200, response.body
     by_id = {item["product_id"]: item for item in response.body["items"]}
-    expected = dict(zip(extra, get_recommender().score(KNOWN_CUSTOMER, extra), strict=True))
+    expected = dict(zip(extra, recommender.score(KNOWN_CUSTOMER, extra), strict=True))
     for product_id, score in expected.items():
         assert by_id[product_id]["source"] == "model"
         assert math.isclose(by_id[product_id]["score"], score, rel_tol=1e-5)
@@ -151,8 +144,8 @@ def test_delete_without_a_list_is_404_and_update_creates_the_list(api: Api, aws:
     assert created.body["items"][0]["name"]
 
 
-def test_exclude_purchased_leaves_out_what_the_customer_bought(api: Api) -> None:
-    purchased = get_recommender().purchased(KNOWN_CUSTOMER)
+def test_exclude_purchased_leaves_out_what_the_customer_bought(recommender: Recommender, api: Api) -> None:
+    purchased = recommender.purchased(KNOWN_CUSTOMER)
     assert purchased
     response = api("POST", KNOWN_CUSTOMER, query={"k": "20", "exclude_purchased": "true"})
     assert response.status == 200

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import KNOWN_CUSTOMER
+from tests.support.data import KNOWN_CUSTOMER
 from tests.support.local_server import request
 
 

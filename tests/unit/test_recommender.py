@@ -10,7 +10,7 @@ import numpy.typing as npt
 import pytest
 
 from recsys.recommender import Recommender, load_recommender
-from tests.conftest import KNOWN_CUSTOMER
+from tests.support.data import KNOWN_CUSTOMER
 
 
 @pytest.fixture(scope="module")
@@ -19,12 +19,8 @@ def model(model_dir: Path) -> Recommender:
 
 
 def raw_scores(model: Recommender, customer_id: str, product_ids: list[str]) -> npt.NDArray[np.float64]:
-    import tensorflow as tf
-
-    out = model.saved_model.signatures["score"](
-        customer_id=tf.constant(customer_id), product_ids=tf.constant(product_ids)
-    )
-    return np.asarray(out["scores"].numpy(), dtype=np.float64)
+    out = model.run_signature("score", customer_id=customer_id, product_ids=product_ids)
+    return np.asarray(out["scores"], dtype=np.float64)
 
 
 def heaviest_buyer(model: Recommender) -> str:
@@ -89,13 +85,11 @@ def test_too_few_new_candidates_fall_back_to_exact_scoring_of_the_catalogue(
 def test_serving_search_returns_what_the_savedmodel_signature_returns(
     model: Recommender, method: str, signature: str
 ) -> None:
-    import tensorflow as tf
-
     # Given customers, and the SavedModel's signature called for each alone (ScaNN's answer for a query may change
     # with the batch it comes in: searching 200 customers at once ranked 10 of them differently than one by one)
     for customer in sorted(model.artifact.customers)[:10]:
-        out = model.saved_model.signatures[signature](customer_ids=tf.constant([customer]))
-        ids, scores = out["product_ids"].numpy()[0], out["scores"].numpy()[0]
+        out = model.run_signature(signature, customer_ids=[customer])
+        ids, scores = out["product_ids"][0], out["scores"][0]
         expected = [(p.decode(), float(s)) for p, s in zip(ids, scores, strict=True) if p]
         # When serving searches
         served = getattr(model, method)(customer)

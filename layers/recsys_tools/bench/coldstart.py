@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from recsys.artifact import Artifact
+from recsys.operations import OPERATIONS
 from recsys.settings import REPO_ROOT, Settings
-from recsys_tools.bench.handlers import OPERATIONS, TABLE, lambda_environment, patched_environ, request_events
+from recsys_tools.bench.handlers import lambda_environment, patched_environ, request_events
 from recsys_tools.bench.timing import summarize
 
 CHILD = Path(__file__).with_name("coldstart_child.py")
@@ -36,14 +37,17 @@ def _byte_compile() -> None:
 
 def _seed(events: dict[str, dict[str, Any]]) -> None:
     """The table, and a stored list for the customer of the events (show and delete need one)."""
-    from recsys.store import RecommendationStore, StoredItem, StoredList
+    from recsys.domain import Recommendation, RecommendationList
+    from recsys.store import DynamoDBStore
     from recsys_tools.local_stack import create_table
 
-    store = RecommendationStore(Settings())
-    create_table(store.client, TABLE)
+    settings = Settings()
+    create_table(settings)
+    store = DynamoDBStore(settings)
     customer = events["show_recommendations"]["pathParameters"]["customer_id"]
     products = [*json.loads(events["delete_recommendations"]["body"])["product_ids"], "seeded-1", "seeded-2"]
-    store.put(StoredList(customer, items=tuple(StoredItem(p, 1.0 / (i + 1), "model") for i, p in enumerate(products))))
+    items = tuple(Recommendation(p, 1.0 / (i + 1), "model") for i, p in enumerate(products))
+    store.put(RecommendationList(customer, items=items))
 
 
 def _spawn(operation: str, event: dict[str, Any] | None, env: dict[str, str], result_path: Path) -> dict[str, Any]:
@@ -97,10 +101,11 @@ def cold_starts(
             _seed(events)
         path = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)
         child = os.environ | endpoint | {"PYTHONPATH": path}  # functions.<op>.app importable, as from the task root
-        envs = {op: child | lambda_environment(model_dir, op) for op in operations or OPERATIONS}
+        chosen = operations or tuple(op.name for op in OPERATIONS)
+        envs = {name: child | lambda_environment(model_dir, name) | endpoint for name in chosen}
         envs[REFERENCE] = child
         # round-robin, so a busy moment does not hit one function only
-        names = [*(operations or OPERATIONS), REFERENCE] * repeat
+        names = [*chosen, REFERENCE] * repeat
         _byte_compile()
         with tempfile.TemporaryDirectory() as workdir, ThreadPoolExecutor(os.cpu_count() if concurrent else 1) as pool:
             spawned = pool.map(

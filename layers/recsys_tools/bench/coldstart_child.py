@@ -21,8 +21,6 @@ import sys  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from typing import Any  # noqa: E402
 
-LOADS_MODEL = ("customer_recommendations", "update_recommendations")
-
 
 def main() -> None:
     operation, result_path = sys.argv[1], sys.argv[2]
@@ -46,8 +44,11 @@ def main() -> None:
         timed("tensorflow_import", import_tensorflow)
     else:
         timed("import", lambda: (importlib.import_module("recsys.api"), importlib.import_module("recsys.handler")))
-        if operation in LOADS_MODEL:  # what make_handler(load_model=True) does, timed on its own
-            timed("model_load", lambda: importlib.import_module("recsys.dependencies").get_recommender())
+        if importlib.import_module("recsys.operations").operation(operation).loads_model:
+            # what make_handler does for such an operation, timed on its own (the handler then finds it loaded)
+            settings = importlib.import_module("recsys.settings").load_settings()
+            load = importlib.import_module("recsys.recommender").load_recommender
+            timed("model_load", lambda: load(settings.resolved_model_dir()))
         handler = timed("handler_init", lambda: importlib.import_module(f"functions.{operation}.app").handler)
         context = importlib.import_module("recsys_tools.events").FakeLambdaContext()
         response = timed("first_call", lambda: handler(event, context))

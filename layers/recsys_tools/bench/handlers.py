@@ -9,25 +9,22 @@ the service's store swapped for an in-memory one (no boto3 at all), which leaves
 from __future__ import annotations
 
 import contextlib
-import importlib
 import os
-import sys
-from collections.abc import Iterator, Mapping
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterator, Mapping
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from recsys.artifact import Artifact
-from recsys.errors import VersionConflict
-from recsys.settings import REPO_ROOT
-from recsys.store import RecommendationStore, StoredList
+from recsys.handler import make_handler
+from recsys.operations import DELETE, GENERATE, OPERATIONS, SHOW, UPDATE
+from recsys.service import ListStore, RecommendationService, default_service
+from recsys.settings import Settings
 from recsys_tools.bench.timing import Figure, measure
 from recsys_tools.events import FakeLambdaContext, http_api_event
+from recsys_tools.fakes import InMemoryStore
 from recsys_tools.template import environment, function_for, load_template, table_logical_id
 
-OPERATIONS = ("customer_recommendations", "show_recommendations", "update_recommendations", "delete_recommendations")
-LOADS_MODEL = frozenset({"customer_recommendations", "update_recommendations"})
 TABLE = "recommendations-bench"
 REGION = "us-east-1"
 
@@ -61,43 +58,18 @@ def patched_environ(values: Mapping[str, str], remove: tuple[str, ...] = ("DYNAM
         os.environ.update(saved)
 
 
-def handler(operation: str) -> Any:
-    """The handler the template's ImageConfig.Command names: functions.<operation>.app.handler."""
-    if str(REPO_ROOT) not in sys.path:
-        sys.path.insert(0, str(REPO_ROOT))
-    return importlib.import_module(f"functions.{operation}.app").handler
-
-
 def request_events(model: Artifact) -> dict[str, dict[str, Any]]:
     """One request per operation for a customer the model knows (update: two products for the model to score)."""
     customer = min(model.customers)
     first, second, third = sorted(model.catalogue)[:3]
     return {
-        "customer_recommendations": http_api_event("POST", customer, query={"k": "20"}),
-        "show_recommendations": http_api_event("GET", customer),
-        "update_recommendations": http_api_event(
-            "PATCH", customer, body={"products": [{"product_id": first}, {"product_id": second}]}
+        GENERATE.name: http_api_event(GENERATE, customer, query={"k": "20"}),
+        SHOW.name: http_api_event(SHOW, customer),
+        UPDATE.name: http_api_event(
+            UPDATE, customer, body={"products": [{"product_id": first}, {"product_id": second}]}
         ),
-        "delete_recommendations": http_api_event("DELETE", customer, body={"product_ids": [third]}),
+        DELETE.name: http_api_event(DELETE, customer, body={"product_ids": [third]}),
     }
-
-
-class InMemoryStore(RecommendationStore):
-    """RecommendationStore's contract (versioned conditional writes) in a dict: no boto3, no DynamoDB."""
-
-    def __init__(self) -> None:  # no client
-        self.lists: dict[str, StoredList] = {}
-
-    def get(self, customer_id: str) -> StoredList | None:
-        return self.lists.get(customer_id)
-
-    def put(self, stored: StoredList) -> StoredList:
-        current = self.lists.get(stored.customer_id)
-        if (current.version if current else 0) != stored.version:
-            raise VersionConflict
-        new = stored.evolve(version=stored.version + 1, updated_at=datetime.now(UTC))
-        self.lists[stored.customer_id] = new
-        return new
 
 
 class _Body:
@@ -140,52 +112,51 @@ def dynamodb_replayed(client: Any, recorded: dict[str, dict[str, Any]]) -> Itera
         client.meta.events.unregister("before-send.dynamodb", reply)
 
 
-@contextlib.contextmanager
-def store_swapped(store: RecommendationStore) -> Iterator[None]:
-    from recsys.dependencies import get_service
+def _handlers(model_dir: Path, store: Callable[[Settings], ListStore]) -> dict[str, Any]:
+    """Every operation's handler, each built in its own function's environment (generate/update load the model)."""
+    handlers = {}
+    for op in OPERATIONS:
+        with patched_environ(lambda_environment(model_dir, op.name)):
 
-    service = get_service()
-    original, service.store = service.store, store
-    try:
-        yield
-    finally:
-        service.store = original
+            def service(settings: Settings) -> RecommendationService:
+                return default_service(settings, store(settings))
+
+            handlers[op.name] = make_handler(op.name, service_factory=service)
+    return handlers
 
 
 def warm_handlers(model_dir: Path, *, repeat: int, warmup: int) -> dict[str, dict[str, Figure]]:
     """Per operation: warm end-to-end latency with DynamoDB under moto, replayed, and with the in-memory store."""
     from moto import mock_aws
 
-    from recsys import dependencies
+    from recsys.store import DynamoDBStore, dynamodb_client
     from recsys_tools.local_stack import create_table
 
     events = request_events(Artifact(model_dir))
     context = FakeLambdaContext()
-    handlers: dict[str, Any] = {}
 
-    def invoke(operation: str, _: int) -> None:
-        status = handlers[operation](events[operation], context)["statusCode"]
-        if status != 200:
-            raise RuntimeError(f"{operation} answered {status}")
+    def calls(handlers: dict[str, Any]) -> dict[str, Callable[[int], None]]:
+        def invoke(operation: str, _: int) -> None:
+            status = handlers[operation](events[operation], context)["statusCode"]
+            if status != 200:
+                raise RuntimeError(f"{operation} answered {status}")
 
-    calls = {operation: partial(invoke, operation) for operation in OPERATIONS}
+        return {op.name: partial(invoke, op.name) for op in OPERATIONS}
+
     with (
         patched_environ(lambda_environment(model_dir)),
         open(os.devnull, "w") as sink,  # Powertools prints each invocation's metrics (EMF) to stdout
         contextlib.redirect_stdout(sink),
     ):
-        dependencies.reset()
-        for operation in OPERATIONS:  # each built in its own function's environment; generate/update load the model
-            with patched_environ(lambda_environment(model_dir, operation)):
-                handlers[operation] = handler(operation)
+        settings = Settings()
+        client = dynamodb_client(settings)  # one client for every handler, observed by the recorder
+        on_dynamodb = _handlers(model_dir, lambda s: DynamoDBStore(s, client))
         with mock_aws():
-            client = dependencies.get_service().store.client
-            create_table(client, TABLE)
+            create_table(settings)
             with dynamodb_recorded(client) as recorded:
-                figures = {"dynamodb_moto": measure(calls, repeat, warmup)}
+                figures = {"dynamodb_moto": measure(calls(on_dynamodb), repeat, warmup)}
         with dynamodb_replayed(client, recorded):  # moto stopped: its hook passes, the recording answers
-            figures["dynamodb_replayed"] = measure(calls, repeat, warmup)
-        with store_swapped(InMemoryStore()):
-            figures["in_memory_store"] = measure(calls, repeat, warmup)
-        dependencies.reset()
+            figures["dynamodb_replayed"] = measure(calls(on_dynamodb), repeat, warmup)
+        memory = InMemoryStore()
+        figures["in_memory_store"] = measure(calls(_handlers(model_dir, lambda _: memory)), repeat, warmup)
     return figures

@@ -6,16 +6,12 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+from recsys.operations import OPERATIONS
 from recsys_tools.bench.timing import Figure
 
 SEED_RETAIL_MS = 3.35  # the seed implementation's retail retrieval median
 SIGNATURES = {"scann_signature": "recommend", "exact_signature": "recommend_exact"}
-OPERATIONS_SHORT = {
-    "customer_recommendations": "generate",
-    "show_recommendations": "show",
-    "update_recommendations": "update",
-    "delete_recommendations": "delete",
-}
+OPERATIONS_SHORT = {op.name: op.short for op in OPERATIONS}
 
 
 METHOD = [

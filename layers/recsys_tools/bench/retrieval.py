@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from recsys.artifact import Artifact
-from recsys.recommender import Recommender, import_tensorflow
+from recsys.recommender import Recommender
 from recsys_tools.bench.timing import Figure, measure, ratio, summarize
 
 RECALL_K = 10
@@ -45,21 +45,18 @@ def recall_at_k(recommender: Recommender, customer_ids: list[str], k: int = RECA
 def retrieval(model_dir: Path, *, repeat: int, warmup: int, recall_customers: int) -> dict[str, Any]:
     """Single-customer top-k_max, interleaved: the served ScaNN search and exact brute force over the same embeddings
     (numpy), and the SavedModel's `recommend` / `recommend_exact` signatures; plus the served search's recall@10."""
-    tf = import_tensorflow()
-
     recommender, load_seconds = timed_load(model_dir)
     model = recommender.artifact
     customers = sorted(model.customers)
     sample = _sample(customers, repeat, seed=1)
-    tensors = [tf.constant([c]) for c in sample]
-    signatures = recommender.saved_model.signatures
-    scann, exact = signatures["recommend"], signatures["recommend_exact"]
+    batches = [[c] for c in sample]
+    run = recommender.run_signature
     figures = measure(
         {
             "scann": lambda i: recommender.candidates(sample[i % len(sample)]),
             "exact": lambda i: recommender.exact_candidates(sample[i % len(sample)]),
-            "scann_signature": lambda i: scann(customer_ids=tensors[i % len(tensors)]),
-            "exact_signature": lambda i: exact(customer_ids=tensors[i % len(tensors)]),
+            "scann_signature": lambda i: run("recommend", customer_ids=batches[i % len(batches)]),
+            "exact_signature": lambda i: run("recommend_exact", customer_ids=batches[i % len(batches)]),
         },
         repeat,
         warmup,
@@ -84,20 +81,15 @@ def retrieval(model_dir: Path, *, repeat: int, warmup: int, recall_customers: in
 def wrapper(model_dir: Path, *, repeat: int, warmup: int) -> dict[str, Figure]:
     """`Recommender.recommend` (search, blend, sort) and the update path: `Recommender.score` and the SavedModel's
     `score` signature, 100 products."""
-    tf = import_tensorflow()
-
     recommender, _ = timed_load(model_dir)
-    score_signature = recommender.saved_model.signatures["score"]
     customers = _sample(sorted(recommender.artifact.customers), repeat, seed=3)
     products = _sample(sorted(recommender.artifact.catalogue), SCORED_PRODUCTS, seed=4)
-    products_tensor = tf.constant(products)
-    customer_tensors = [tf.constant(c) for c in customers]
     return measure(
         {
             "recommend": lambda i: recommender.recommend(customers[i % len(customers)]),
             "score": lambda i: recommender.score(customers[i % len(customers)], products),
-            "score_signature": lambda i: score_signature(
-                customer_id=customer_tensors[i % len(customers)], product_ids=products_tensor
+            "score_signature": lambda i: recommender.run_signature(
+                "score", customer_id=customers[i % len(customers)], product_ids=products
             ),
         },
         repeat,
@@ -108,18 +100,15 @@ def wrapper(model_dir: Path, *, repeat: int, warmup: int) -> dict[str, Figure]:
 def batch_generation(model_dir: Path, *, repeat: int, single_customers: int) -> dict[str, Any]:
     """Top-20 for every customer: through the `recommend` signature in batches of 256, and one customer per call as
     served (`Recommender.candidates`); customers per second."""
-    tf = import_tensorflow()
-
     recommender, _ = timed_load(model_dir)
-    recommend = recommender.saved_model.signatures["recommend"]
     customers = sorted(recommender.artifact.customers)
     single = customers[:single_customers]
 
     def batched(ids: list[str]) -> float:
         start = time.perf_counter()
         for i in range(0, len(ids), BATCH_SIZE):
-            out = recommend(customer_ids=tf.constant(ids[i : i + BATCH_SIZE]))
-            out["product_ids"].numpy()[:, :BATCH_K], out["scores"].numpy()[:, :BATCH_K]
+            out = recommender.run_signature("recommend", customer_ids=ids[i : i + BATCH_SIZE])
+            out["product_ids"][:, :BATCH_K], out["scores"][:, :BATCH_K]
         return len(ids) / (time.perf_counter() - start)
 
     def one_by_one(ids: list[str]) -> float:

@@ -1,0 +1,88 @@
+"""One router per operation, built from the settings (the API's limits) and a service provider (the seam for fakes).
+
+The endpoints are ``async`` and call the (blocking) service directly, on the event loop. A Lambda container serves
+one request at a time, so a worker thread buys nothing, and it costs: FastAPI runs ``def`` endpoints and dependencies
+in anyio's thread pool, whose workers stop when the invocation's task ends under Mangum, so every request started a
+thread and handed off twice (~3 ms of a 6 ms warm show here). The local server (uvicorn) thus also serves one request
+at a time, like one Lambda container.
+"""
+
+# No `from __future__ import annotations`: FastAPI reads the endpoints' annotations, some of them local to a builder.
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from recsys.schemas import CustomerIdPath, ErrorResponse, RecommendationList, request_models
+
+if TYPE_CHECKING:
+    from recsys.operations import Operation
+    from recsys.service import RecommendationService
+    from recsys.settings import Settings
+
+ServiceProvider = Callable[[], "RecommendationService"]
+ERROR_STATUSES = (400, 404, 409, 422, 503)
+
+
+def _router(op: "Operation", summary: str) -> tuple[APIRouter, Callable[[Any], Any]]:
+    """An empty router and the decorator that adds ``op``'s endpoint to it."""
+    router = APIRouter(tags=["recommendations"])
+    decorator = router.api_route(
+        op.route,
+        methods=[op.method],
+        response_model=RecommendationList,
+        responses={status: {"model": ErrorResponse} for status in ERROR_STATUSES},
+        operation_id=op.name,
+        summary=summary,
+    )
+    return router, decorator
+
+
+def generate(op: "Operation", settings: "Settings", service: ServiceProvider) -> APIRouter:
+    router, endpoint = _router(op, "Generate and store the customer's recommendations")
+    K = Annotated[int, Query(ge=1, le=settings.max_k, description="How many products")]
+    ExcludePurchased = Annotated[bool, Query(description="Leave out products the customer already bought")]
+
+    @endpoint
+    async def customer_recommendations(
+        customer_id: CustomerIdPath, k: K = settings.default_k, exclude_purchased: ExcludePurchased = False
+    ) -> RecommendationList:
+        """Top-k from the model (popular products for customers it cannot personalise), stored and returned."""
+        return RecommendationList.model_validate(service().generate(customer_id, k, exclude_purchased))
+
+    return router
+
+
+def show(op: "Operation", settings: "Settings", service: ServiceProvider) -> APIRouter:
+    router, endpoint = _router(op, "Show the customer's stored recommendations")
+
+    @endpoint
+    async def show_recommendations(customer_id: CustomerIdPath) -> RecommendationList:
+        """The customer's stored list."""
+        return RecommendationList.model_validate(service().show(customer_id))
+
+    return router
+
+
+def update(op: "Operation", settings: "Settings", service: ServiceProvider) -> APIRouter:
+    router, endpoint = _router(op, "Add or rescore products in the customer's list")
+    UpdateRequest = request_models(settings).update
+
+    @endpoint
+    async def update_recommendations(customer_id: CustomerIdPath, body: UpdateRequest) -> RecommendationList:  # type: ignore[valid-type]
+        """Add or rescore products (the model scores those given without a score); kept sorted by score."""
+        return RecommendationList.model_validate(service().update(customer_id, body.products))  # type: ignore[attr-defined]
+
+    return router
+
+
+def delete(op: "Operation", settings: "Settings", service: ServiceProvider) -> APIRouter:
+    router, endpoint = _router(op, "Remove products from the customer's list")
+    DeleteRequest = request_models(settings).delete
+
+    @endpoint
+    async def delete_recommendations(customer_id: CustomerIdPath, body: DeleteRequest) -> RecommendationList:  # type: ignore[valid-type]
+        """Remove products from the list and exclude them from future generations."""
+        return RecommendationList.model_validate(service().delete(customer_id, body.product_ids))  # type: ignore[attr-defined]
+
+    return router
