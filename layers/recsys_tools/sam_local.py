@@ -34,7 +34,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import ExitStack, contextmanager, suppress
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -370,6 +370,8 @@ def podman_service() -> Iterator[Engine]:
             time.sleep(0.2)
         yield engine
     finally:
+        # a container left by an interrupted invoke (the storage is this module's own: nothing else is in it)
+        subprocess.run([*cli, "rm", "--all", "--force", "--time", "0"], env=env, capture_output=True, check=False)  # noqa: S603
         service.terminate()
         try:
             service.wait(timeout=30)
@@ -688,18 +690,29 @@ def sam_invoke(engine: Engine, built: Path, invocation: Invocation, env_file: Pa
         killer.start()
         stderr_lines: list[str] = []
         follower: threading.Thread | None = None
-        assert sam.stderr is not None  # stderr=PIPE
-        for line in sam.stderr:
-            stderr_lines.append(line)
-            announced = CONTAINER_ID.search(line)
-            if announced and follower is None:
-                follower = threading.Thread(target=_follow_logs, args=(engine, announced["id"], container_file))
-                follower.start()
-        code = sam.wait()
-        timed_out = not killer.is_alive()
-        killer.cancel()
-        if follower is not None:
-            follower.join()
+        followers: list[subprocess.Popen[bytes]] = []
+        try:
+            assert sam.stderr is not None  # stderr=PIPE
+            for line in sam.stderr:
+                stderr_lines.append(line)
+                announced = CONTAINER_ID.search(line)
+                if announced and follower is None:
+                    follower = threading.Thread(
+                        target=_follow_logs, args=(engine, announced["id"], container_file, followers)
+                    )
+                    follower.start()
+            code = sam.wait()
+            timed_out = not killer.is_alive()
+            if follower is not None:
+                follower.join(timeout=15)  # `logs --follow` ends when SAM has removed the container
+        finally:
+            killer.cancel()
+            sam.kill()
+            sam.wait()
+            for process in followers:
+                process.kill()
+            if follower is not None:
+                follower.join()
         stdout_file.seek(0)
         stdout = stdout_file.read()
         container_file.seek(0)
@@ -728,9 +741,10 @@ def sam_invoke(engine: Engine, built: Path, invocation: Invocation, env_file: Pa
     return Outcome(invocation, seconds, init_ms, problems, answer, log)
 
 
-def _follow_logs(engine: Engine, container: str, output: IO[str]) -> None:
-    """Copy the container's log to ``output`` until the container is gone. SAM announces it when created, and
-    `logs --follow` returns at once on a container that has not started: wait for it to start first."""
+def _follow_logs(engine: Engine, container: str, output: IO[str], followers: list[subprocess.Popen[bytes]]) -> None:
+    """Copy the container's log to ``output`` until the container is gone (the process is put in ``followers``, for
+    the caller to end). SAM announces the container when created, and `logs --follow` returns at once on a container
+    that has not started: wait for it to start first."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         state = subprocess.run(  # noqa: S603
@@ -743,15 +757,11 @@ def _follow_logs(engine: Engine, container: str, output: IO[str]) -> None:
         if state.returncode != 0 or state.stdout.strip() != "created":
             break
         time.sleep(0.05)
-    with suppress(subprocess.TimeoutExpired):
-        subprocess.run(  # noqa: S603
-            [*engine.cli, "logs", "--follow", container],
-            env=engine.env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            timeout=INVOKE_TIMEOUT,
-            check=False,
-        )
+    process = subprocess.Popen(  # noqa: S603
+        [*engine.cli, "logs", "--follow", container], env=engine.env, stdout=output, stderr=subprocess.STDOUT
+    )
+    followers.append(process)
+    process.wait()
 
 
 # --- The local DynamoDB ----------------------------------------------------------------------------------------------
@@ -761,7 +771,8 @@ def _follow_logs(engine: Engine, container: str, output: IO[str]) -> None:
 def bridge_gateway(engine: Engine, image: str) -> Iterator[str]:
     """The gateway address of the bridge network SAM's containers join, held up by a sleeping container of
     ``image`` (a podman bridge exists only while a container is on it); the container is removed on exit."""
-    remove = [*engine.cli, "rm", "--force", GATEWAY_CONTAINER]
+    # `sleep` as PID 1 ignores SIGTERM: podman would wait 10 s before killing it
+    remove = [*engine.cli, "rm", "--force", *(["--time", "0"] if engine.name == "podman" else []), GATEWAY_CONTAINER]
     subprocess.run(remove, env=engine.env, capture_output=True, check=False)  # noqa: S603 - left by a killed run
     engine("run", "--detach", "--rm", "--name", GATEWAY_CONTAINER, "--entrypoint", "sleep", image, "3600")
     try:
