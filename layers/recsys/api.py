@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from recsys.errors import RecsysError, UnavailableError
+from recsys.errors import RecsysError
 from recsys.observability import logger
 from recsys.operations import OPERATIONS, Operation
 from recsys.routes import ServiceProvider
@@ -26,7 +26,8 @@ def error_response(
 
 def _domain_error(_: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, RecsysError)
-    headers = {"Retry-After": str(error.retry_after)} if isinstance(error, UnavailableError) else {}
+    retry_after = getattr(error, "retry_after", None)  # UnavailableError, and a 409 that will resolve itself
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
     return error_response(error.status_code, error.code, error.message, error.details, headers)
 
 

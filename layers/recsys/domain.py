@@ -1,10 +1,12 @@
-"""The domain: a customer's recommendation list, as the service changes it, the store keeps it and the API shows it.
+"""The domain: a customer's recommendation list, as the service changes it, the store keeps it and the API shows it;
+and a customer's purchase history, as record_purchases builds it.
 
 Plain frozen dataclasses, free of HTTP and DynamoDB; ``evolve`` returns a changed copy.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal, Self
@@ -33,6 +35,79 @@ class RecommendationList:
     created_at: datetime = field(default_factory=utc_now)
     updated_at: datetime = field(default_factory=utc_now)
     version: int = 0  # the optimistic lock: 0 until first stored, then incremented by every write
+
+    def evolve(self, **changes: Any) -> Self:
+        return replace(self, **changes)
+
+
+# --- A customer's purchase history (record_purchases writes it; recommending from it comes later)
+
+DAY_SECONDS = 86_400
+HALF_LIVES_DAYS = (30, 90)  # the decayed counts kept per product: purchases weighted by 2^(-age / half-life)
+
+
+@dataclass(frozen=True)
+class Purchase:
+    product_id: str
+    quantity: int
+    purchased_at: int  # epoch seconds
+
+
+def decay(value: float, ref: int, at: int, half_life_days: int) -> float:
+    """``value``, a decayed count as of ``ref``, as of ``at`` (>= ref)."""
+    return value * 2 ** (-(at - ref) / (half_life_days * DAY_SECONDS))
+
+
+@dataclass(frozen=True)
+class ProductHistory:
+    """One product in a customer's history: purchase events, total quantity, the last purchase time and, per half-life
+    in HALF_LIVES_DAYS, the exactly decayed count of purchases as of ``ref`` (epoch seconds)."""
+
+    count: int
+    quantity: int
+    last_purchased: int
+    decayed: tuple[float, ...]
+    ref: int
+
+    @classmethod
+    def first(cls, purchase: Purchase) -> ProductHistory:
+        at = purchase.purchased_at
+        return cls(1, purchase.quantity, at, tuple(1.0 for _ in HALF_LIVES_DAYS), at)
+
+    def add(self, purchase: Purchase) -> ProductHistory:
+        """This product bought once more, at any time (purchases may arrive out of order)."""
+        at = purchase.purchased_at
+        if at >= self.ref:  # move the reference time forward, then count the purchase at full weight
+            decayed = tuple(decay(d, self.ref, at, h) + 1.0 for d, h in zip(self.decayed, HALF_LIVES_DAYS, strict=True))
+            ref = at
+        else:  # an older purchase: weighted by its age at the reference time
+            decayed = tuple(d + decay(1.0, at, self.ref, h) for d, h in zip(self.decayed, HALF_LIVES_DAYS, strict=True))
+            ref = self.ref
+        return ProductHistory(
+            self.count + 1, self.quantity + purchase.quantity, max(self.last_purchased, at), decayed, ref
+        )
+
+
+@dataclass(frozen=True)
+class PurchaseHistory:
+    """What a customer bought, per product (at most a bounded number of the most recently bought products)."""
+
+    customer_id: str
+    products: Mapping[str, ProductHistory] = field(default_factory=dict)
+    country: str | None = None
+    updated_at: datetime = field(default_factory=utc_now)
+    version: int = 0  # the optimistic lock, as for the list
+
+    def add(self, purchases: Iterable[Purchase], limit: int, country: str | None = None) -> Self:
+        """The history with ``purchases`` added, keeping the ``limit`` most recently bought products (ties: by id)."""
+        products = dict(self.products)
+        for purchase in purchases:
+            known = products.get(purchase.product_id)
+            products[purchase.product_id] = known.add(purchase) if known else ProductHistory.first(purchase)
+        if len(products) > limit:
+            kept = sorted(products.items(), key=lambda item: (-item[1].last_purchased, item[0]))[:limit]
+            products = dict(kept)
+        return replace(self, products=products, country=country or self.country)
 
     def evolve(self, **changes: Any) -> Self:
         return replace(self, **changes)

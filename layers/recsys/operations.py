@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from recsys.settings import Settings
 
 LIST_ROUTE = "/customers/{customer_id}/recommendations"
+PURCHASES_ROUTE = "/customers/{customer_id}/purchases"
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,8 @@ GENERATE = Operation("customer_recommendations", "generate", "POST", LIST_ROUTE,
 SHOW = Operation("show_recommendations", "show", "GET", LIST_ROUTE, False, routes.show)
 UPDATE = Operation("update_recommendations", "update", "PATCH", LIST_ROUTE, True, routes.update)
 DELETE = Operation("delete_recommendations", "delete", "DELETE", LIST_ROUTE, False, routes.delete)
-OPERATIONS = (GENERATE, SHOW, UPDATE, DELETE)
+RECORD_PURCHASES = Operation("record_purchases", "record", "POST", PURCHASES_ROUTE, False, routes.record_purchases)
+OPERATIONS = (GENERATE, SHOW, UPDATE, DELETE, RECORD_PURCHASES)
 
 
 def operation(name: str) -> Operation:

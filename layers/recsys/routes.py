@@ -11,9 +11,9 @@ at a time, like one Lambda container.
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
-from recsys.schemas import CustomerIdPath, ErrorResponse, RecommendationList, request_models
+from recsys.schemas import CustomerIdPath, ErrorResponse, RecommendationList, RecordedPurchases, request_models
 
 if TYPE_CHECKING:
     from recsys.operations import Operation
@@ -24,13 +24,15 @@ ServiceProvider = Callable[[], "RecommendationService"]
 ERROR_STATUSES = (400, 404, 409, 422, 503)
 
 
-def _router(op: "Operation", summary: str) -> tuple[APIRouter, Callable[[Any], Any]]:
+def _router(
+    op: "Operation", summary: str, response: type[Any] = RecommendationList, tag: str = "recommendations"
+) -> tuple[APIRouter, Callable[[Any], Any]]:
     """An empty router and the decorator that adds ``op``'s endpoint to it."""
-    router = APIRouter(tags=["recommendations"])
+    router = APIRouter(tags=[tag])
     decorator = router.api_route(
         op.route,
         methods=[op.method],
-        response_model=RecommendationList,
+        response_model=response,
         responses={status: {"model": ErrorResponse} for status in ERROR_STATUSES},
         operation_id=op.name,
         summary=summary,
@@ -84,5 +86,25 @@ def delete(op: "Operation", settings: "Settings", service: ServiceProvider) -> A
     async def delete_recommendations(customer_id: CustomerIdPath, body: DeleteRequest) -> RecommendationList:  # type: ignore[valid-type]
         """Remove products from the list and exclude them from future generations."""
         return RecommendationList.model_validate(service().delete(customer_id, body.product_ids))  # type: ignore[attr-defined]
+
+    return router
+
+
+def record_purchases(op: "Operation", settings: "Settings", service: ServiceProvider) -> APIRouter:
+    router, endpoint = _router(
+        op, "Record an order's purchases in the customer's history", RecordedPurchases, "history"
+    )
+    RecordPurchasesRequest = request_models(settings).record_purchases
+
+    @endpoint
+    async def record_purchases(
+        customer_id: CustomerIdPath,
+        body: RecordPurchasesRequest,  # type: ignore[valid-type]
+        request: Request,
+    ) -> RecordedPurchases:
+        """Add the purchases to the customer's history, once per order_id: a redelivered order gets the first answer
+        and changes nothing. Products the model does not know yet are recorded too."""
+        context = request.scope.get("aws.context")  # Mangum's: the Lambda context, absent locally
+        return RecordedPurchases.model_validate(service().record_purchases(customer_id, body, context))
 
     return router

@@ -7,13 +7,24 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import Path
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, create_model, field_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    StringConstraints,
+    create_model,
+    field_validator,
+)
 
-from recsys.domain import Source
+from recsys.domain import Source, utc_now
 from recsys.settings import Settings
 
 # Ids: letters, digits and . _ : - ; start with a letter or digit; at most 64 characters.
@@ -73,10 +84,60 @@ class DeleteRequest(_Strict):
         return product_ids
 
 
+def _text_only(value: Any) -> Any:
+    """purchased_at is an ISO 8601 string: not a number of seconds (lax datetime parsing would take one)."""
+    if not isinstance(value, str):
+        raise ValueError("expected an ISO 8601 date-time string with a time zone")
+    return value
+
+
+# an ISO 8601 date-time with a time zone (JSON has no date type: parsed from its string, the one lax field)
+PurchasedAt = Annotated[AwareDatetime, Strict(False), BeforeValidator(_text_only)]
+Country = Annotated[str, StringConstraints(pattern=r"^[^\x00-\x1f\x7f]{1,64}$")]
+
+
+class PurchaseInput(_Strict):
+    product_id: ProductId = Field(description="Any id: products the model does not know yet are recorded too")
+    quantity: int = Field(1, ge=1)
+    purchased_at: PurchasedAt | None = Field(None, description="ISO 8601 with a time zone; default: now")
+
+
+class RecordPurchasesRequest(_Strict):
+    order_id: str = Field(
+        pattern=ID_PATTERN, max_length=ID_MAX_LENGTH, description="Deliveries of the same order are counted once"
+    )
+    purchases: list[PurchaseInput] = Field(min_length=1)
+    country: Country | None = Field(None, description="The customer's country, kept for the model's query tower")
+
+
 @dataclass(frozen=True)
 class RequestModels:
     update: type[UpdateRequest]
     delete: type[DeleteRequest]
+    record_purchases: type[RecordPurchasesRequest]
+
+
+def _purchase_model(settings: Settings) -> type[PurchaseInput]:
+    """PurchaseInput with the configured quantity bound and no purchase time beyond now + the allowed clock skew."""
+    skew = timedelta(seconds=settings.max_future_purchase_seconds)
+
+    def not_in_the_future(value: datetime | None) -> datetime | None:
+        if value is not None and value > utc_now() + skew:
+            raise ValueError(
+                f"purchased_at lies more than {settings.max_future_purchase_seconds} s in the future (the allowed "
+                "clock skew)"
+            )
+        return value
+
+    return create_model(
+        "PurchaseInput",
+        __base__=PurchaseInput,
+        quantity=(int, Field(1, ge=1, le=settings.max_quantity)),
+        purchased_at=(
+            Annotated[PurchasedAt | None, AfterValidator(not_in_the_future)],
+            Field(None, description="ISO 8601 with a time zone; default: now"),
+        ),
+    )
 
 
 def request_models(settings: Settings) -> RequestModels:
@@ -92,6 +153,14 @@ def request_models(settings: Settings) -> RequestModels:
             "DeleteRequest",
             __base__=DeleteRequest,
             product_ids=(list[ProductId], Field(min_length=1, max_length=limit)),
+        ),
+        record_purchases=create_model(
+            "RecordPurchasesRequest",
+            __base__=RecordPurchasesRequest,
+            purchases=(
+                list[_purchase_model(settings)],  # type: ignore[misc]
+                Field(min_length=1, max_length=settings.max_purchases_per_order),
+            ),
         ),
     )
 
@@ -113,6 +182,17 @@ class RecommendationList(BaseModel):
     model_version: str | None
     updated_at: datetime
     version: int = Field(ge=1, description="Incremented by every write")
+
+
+class RecordedPurchases(BaseModel):
+    """What record_purchases answers; a redelivered order gets the first delivery's answer."""
+
+    customer_id: str
+    order_id: str
+    purchases_recorded: int = Field(description="Purchases this order added to the history")
+    products_in_history: int = Field(description="Distinct products the customer's history now holds")
+    version: int = Field(ge=1, description="The history's version after this order; incremented by every write")
+    updated_at: datetime
 
 
 class ErrorDetail(BaseModel):

@@ -1,23 +1,28 @@
-"""The four operations: pure logic over the store and the recommender.
+"""The operations: pure logic over the store, the recommender and (record_purchases) the order ledger.
 
-Every change is a read-modify-write of the customer's item, conditional on its version and retried a bounded
-number of times, so concurrent writers never lose each other's changes.
+Every change is a read-modify-write of one of the customer's items (list or history), conditional on its version
+and retried a bounded number of times, so concurrent writers never lose each other's changes.
 """
 
 from __future__ import annotations
 
+import functools
 import random
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from recsys.domain import Recommendation, RecommendationList, Source
+from recsys.domain import Purchase, PurchaseHistory, Recommendation, RecommendationList, Source, utc_now
 from recsys.errors import ConflictError, NotFoundError, UnprocessableError, VersionConflict
 from recsys.recommender import Recommender, load_recommender
-from recsys.schemas import ProductInput
+from recsys.schemas import ProductInput, RecordPurchasesRequest
 from recsys.settings import Settings
 
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
 Change = Callable[[RecommendationList], RecommendationList]
+Versioned = TypeVar("Versioned", RecommendationList, PurchaseHistory)
 MAX_BACKOFF = 0.25  # seconds between write attempts at most, however many WRITE_RETRIES allows
 
 
@@ -30,12 +35,37 @@ class ListStore(Protocol):
         """Store ``stored`` as its next version; VersionConflict if the stored version is no longer its version."""
         ...
 
+    def get_history(self, customer_id: str) -> PurchaseHistory | None: ...
+
+    def put_history(self, history: PurchaseHistory) -> PurchaseHistory:
+        """Store ``history`` as its next version; VersionConflict if the stored version is no longer its version."""
+        ...
+
+
+class OrderLedger(Protocol):
+    """Runs each order once (recsys.idempotency.DynamoDBLedger: Powertools' idempotency utility; a fake in tests)."""
+
+    def once(
+        self, order: dict[str, Any], record: Callable[[], dict[str, Any]], lambda_context: Any = None
+    ) -> dict[str, Any]:
+        """``record()``'s answer the first time ``order`` (its customer_id and order_id) is seen; the first answer
+        again on a redelivery of the same order. ConflictError if that order was recorded with another payload or
+        is being recorded right now."""
+        ...
+
 
 class RecommendationService:
-    def __init__(self, settings: Settings, store: ListStore, recommender: Callable[[], Recommender]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: ListStore,
+        recommender: Callable[[], Recommender],
+        ledger: Callable[[], OrderLedger] | None = None,
+    ) -> None:
         self.settings = settings
         self.store = store
         self._recommender = recommender  # called only by generate and update: show/delete never load the model
+        self._ledger = ledger  # called only by record_purchases: the others never import the idempotency utility
 
     def load_model(self) -> None:
         """Load the model now (at a function's init) rather than on the first request that needs it."""
@@ -61,7 +91,7 @@ class RecommendationService:
             items = tuple(Recommendation(p, s, source, model.name(p)) for p, s in chosen)
             return stored.evolve(items=items, model_version=model.version)
 
-        return self._write(customer_id, apply, create=True)
+        return self._write_list(customer_id, apply, create=True)
 
     def update(self, customer_id: str, products: list[ProductInput]) -> RecommendationList:
         """Merge the given products (model-scored where no score is given), best first; lifts their exclusion."""
@@ -77,7 +107,7 @@ class RecommendationService:
             items = tuple(sorted(merged.values(), key=lambda i: i.score, reverse=True))
             return stored.evolve(items=items, excluded=stored.excluded - merged.keys())
 
-        return self._write(customer_id, apply, create=True)
+        return self._write_list(customer_id, apply, create=True)
 
     def delete(self, customer_id: str, product_ids: list[str]) -> RecommendationList:
         """Remove the products and remember them as excluded, so regeneration does not bring them back."""
@@ -90,7 +120,40 @@ class RecommendationService:
             items = tuple(i for i in stored.items if i.product_id not in removed)
             return stored.evolve(items=items, excluded=excluded)
 
-        return self._write(customer_id, apply, create=False)
+        return self._write_list(customer_id, apply, create=False)
+
+    def record_purchases(
+        self, customer_id: str, order: RecordPurchasesRequest, lambda_context: Any = None
+    ) -> dict[str, Any]:
+        """Add the order's purchases to the customer's history, once per order_id (a redelivery gets the first
+        answer and writes nothing). Products the model does not know are recorded as well."""
+        if self._ledger is None:
+            raise RuntimeError("record_purchases needs an order ledger")
+        payload = {"customer_id": customer_id} | order.model_dump(mode="json")
+        return self._ledger().once(payload, lambda: self._record(customer_id, order), lambda_context)
+
+    def _record(self, customer_id: str, order: RecordPurchasesRequest) -> dict[str, Any]:
+        now = int(utc_now().timestamp())
+        purchases = [
+            Purchase(p.product_id, p.quantity, int(p.purchased_at.timestamp()) if p.purchased_at else now)
+            for p in order.purchases
+        ]
+        limit = self.settings.max_history_products
+        history = self._write(
+            self.store.get_history,
+            self.store.put_history,
+            customer_id,
+            lambda stored: stored.add(purchases, limit, order.country),
+            create=PurchaseHistory,
+        )
+        return {
+            "customer_id": customer_id,
+            "order_id": order.order_id,
+            "purchases_recorded": len(purchases),
+            "products_in_history": len(history.products),
+            "version": history.version,
+            "updated_at": history.updated_at.isoformat(),
+        }
 
     def _score(self, customer_id: str, products: list[ProductInput]) -> list[Recommendation]:
         """Stored items for the given products: the caller's score where given, otherwise the model's."""
@@ -113,22 +176,34 @@ class RecommendationService:
             for p in products
         ]
 
+    def _write_list(self, customer_id: str, apply: Change, *, create: bool) -> RecommendationList:
+        return self._write(
+            self.store.get, self.store.put, customer_id, apply, create=RecommendationList if create else None
+        )
+
     def _write(
-        self, customer_id: str, apply: Callable[[RecommendationList], RecommendationList], *, create: bool
-    ) -> RecommendationList:
-        """Read, apply, write conditionally; on a lost race re-read and re-apply, a bounded number of times."""
+        self,
+        get: Callable[[str], Versioned | None],
+        put: Callable[[Versioned], Versioned],
+        customer_id: str,
+        apply: Callable[[Versioned], Versioned],
+        *,
+        create: Callable[[str], Versioned] | None,
+    ) -> Versioned:
+        """Read, apply, write conditionally; on a lost race re-read and re-apply, a bounded number of times. A missing
+        item is made by ``create`` (404 without it)."""
         for attempt in range(self.settings.write_retries):
-            stored = self.store.get(customer_id)
+            stored = get(customer_id)
             if stored is None:
-                if not create:
+                if create is None:
                     raise _no_list(customer_id)
-                stored = RecommendationList(customer_id=customer_id)
+                stored = create(customer_id)
             try:
-                return self.store.put(apply(stored))
+                return put(apply(stored))
             except VersionConflict:
                 time.sleep(random.uniform(0, min(MAX_BACKOFF, 0.01 * 2**attempt)))  # noqa: S311  # nosec B311 - jitter, not security
         raise ConflictError(
-            "The list changed concurrently too often; retry the request",
+            "The customer's data changed concurrently too often; retry the request",
             {"attempts": self.settings.write_retries},
         )
 
@@ -140,10 +215,23 @@ def _no_list(customer_id: str) -> NotFoundError:
     )
 
 
-def default_service(settings: Settings, store: ListStore | None = None) -> RecommendationService:
-    """The deployed composition: DynamoDB (or ``store``) and the model named by the settings, loaded on first use."""
-    from recsys.store import DynamoDBStore
+def default_service(
+    settings: Settings, store: ListStore | None = None, client: DynamoDBClient | None = None
+) -> RecommendationService:
+    """The deployed composition: DynamoDB (or ``store``), the model named by the settings, loaded on first use, and
+    the order ledger on the idempotency table, made on first use; both tables through ``client`` if given."""
+    from recsys.store import DynamoDBStore, dynamodb_client
+
+    chosen = client or dynamodb_client(settings)
+
+    def ledger() -> OrderLedger:
+        from recsys.idempotency import DynamoDBLedger  # Powertools' idempotency utility: record_purchases only
+
+        return DynamoDBLedger(settings, chosen)
 
     return RecommendationService(
-        settings, store or DynamoDBStore(settings), lambda: load_recommender(settings.resolved_model_dir())
+        settings,
+        store or DynamoDBStore(settings, chosen),
+        lambda: load_recommender(settings.resolved_model_dir()),
+        functools.cache(ledger),
     )

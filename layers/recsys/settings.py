@@ -34,6 +34,16 @@ class Settings(BaseSettings):
     max_items: int = Field(500, ge=1, description="most products one stored list holds")
     max_excluded: int = Field(2000, ge=0, description="most products remembered as excluded per customer")
     max_products_per_request: int = Field(100, ge=1, description="most products one update or delete names")
+    max_history_products: int = Field(500, ge=1, description="most distinct products kept in a purchase history")
+    max_purchases_per_order: int = Field(100, ge=1, description="most purchases one record_purchases request names")
+    max_quantity: int = Field(1_000_000, ge=1, description="largest quantity of one purchase")
+    max_future_purchase_seconds: int = Field(
+        86_400, ge=0, description="how far in the future a purchased_at may lie (clock skew), in seconds"
+    )
+    idempotency_table_name: str = Field("recommendations-idempotency", min_length=3, max_length=255)
+    idempotency_expiry_seconds: int = Field(
+        86_400, ge=60, description="how long a recorded order_id is remembered: redeliveries within it count once"
+    )
     artifacts_root: Path = DEFAULT_ARTIFACTS_ROOT
     model_dir: Path | None = None
 

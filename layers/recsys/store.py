@@ -1,13 +1,17 @@
-"""DynamoDB persistence of recommendation lists: the only module that touches boto3.
+"""DynamoDB persistence of recommendation lists and purchase histories: the only module that touches boto3 (besides
+Powertools' idempotency layer, which record_purchases gives the client made here).
 
-One item per customer (partition key ``customer_id``). Every write is conditional on the ``version`` attribute
-(optimistic locking); the caller retries on :class:`VersionConflict`. Throttling and outages surface as
-:class:`UnavailableError` after botocore's ``standard`` retries.
+Two items per customer under the partition key ``customer_id``, told apart by the sort key ``record``: ``list`` (the
+recommendations) and ``history`` (the purchases). One Query on the customer can read both; as separate items, a
+purchase being recorded never contends with a list being written. Every write is conditional on the item's
+``version`` attribute (optimistic locking); the caller retries on :class:`VersionConflict`. Throttling and outages
+surface as :class:`UnavailableError` after botocore's ``standard`` retries.
 
 The list itself is one string attribute, ``items``: a JSON array of {product_id, score, source, name?}, best first.
 The list is only ever read and written whole, and as one attribute it costs (de)serialising one value instead of
 four per product, in botocore and in moto (whose serialiser made a 20-product GetItem take ~16 ms); JSON keeps the
-float scores exact, with no Decimal round trip.
+float scores exact, with no Decimal round trip. The history's products are one JSON string attribute too,
+``products``: {product_id: {n, q, t, d30, d90, ref}} (see ``history_json``).
 """
 
 from __future__ import annotations
@@ -22,7 +26,13 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from recsys.domain import Recommendation, RecommendationList
+from recsys.domain import (
+    HALF_LIVES_DAYS,
+    ProductHistory,
+    PurchaseHistory,
+    Recommendation,
+    RecommendationList,
+)
 from recsys.errors import UnavailableError, VersionConflict
 from recsys.observability import logger
 from recsys.settings import Settings
@@ -43,6 +53,15 @@ UNAVAILABLE_CODES = frozenset(
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
+LIST, HISTORY = "list", "history"  # the sort key ``record`` of a customer's two items
+
+
+def _key(customer_id: str, record: str) -> dict[str, Any]:
+    return {"customer_id": {"S": customer_id}, "record": {"S": record}}
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 
 def _to_item(stored: RecommendationList, expires_at: datetime) -> dict[str, Any]:
@@ -52,7 +71,8 @@ def _to_item(stored: RecommendationList, expires_at: datetime) -> dict[str, Any]
     ]
     item: dict[str, Any] = {
         "customer_id": stored.customer_id,
-        "items": json.dumps(items, ensure_ascii=False, allow_nan=False, separators=(",", ":")),
+        "record": LIST,
+        "items": _json(items),
         "created_at": stored.created_at.isoformat(),
         "updated_at": stored.updated_at.isoformat(),
         "version": stored.version,
@@ -81,6 +101,75 @@ def _from_item(raw: dict[str, Any]) -> RecommendationList:
     )
 
 
+def history_json(products: Mapping[str, ProductHistory]) -> str:
+    """{product_id: {n: purchases, q: quantity, t: last purchase, d<h>: decayed count per half-life h, ref: the time
+    the decayed counts refer to}}; times in epoch seconds."""
+    return _json(
+        {
+            product_id: {"n": p.count, "q": p.quantity, "t": p.last_purchased}
+            | {f"d{h}": d for h, d in zip(HALF_LIVES_DAYS, p.decayed, strict=True)}
+            | {"ref": p.ref}
+            for product_id, p in products.items()
+        }
+    )
+
+
+def _history_to_item(history: PurchaseHistory, expires_at: datetime) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "customer_id": history.customer_id,
+        "record": HISTORY,
+        "products": history_json(history.products),
+        "updated_at": history.updated_at.isoformat(),
+        "version": history.version,
+        "expires_at": int(expires_at.timestamp()),
+    }
+    if history.country:
+        item["country"] = history.country
+    return {key: _serializer.serialize(value) for key, value in item.items()}
+
+
+def _history_from_item(raw: dict[str, Any]) -> PurchaseHistory:
+    item = {key: _deserializer.deserialize(value) for key, value in raw.items()}
+    products = {
+        product_id: ProductHistory(
+            int(p["n"]), int(p["q"]), int(p["t"]), tuple(float(p[f"d{h}"]) for h in HALF_LIVES_DAYS), int(p["ref"])
+        )
+        for product_id, p in json.loads(item["products"]).items()
+    }
+    return PurchaseHistory(
+        customer_id=item["customer_id"],
+        products=products,
+        country=item.get("country"),
+        updated_at=datetime.fromisoformat(item["updated_at"]),
+        version=int(item["version"]),
+    )
+
+
+def create_table(client: DynamoDBClient, table_name: str, definition: Mapping[str, Any]) -> None:
+    """Create a table from a template's ``AWS::DynamoDB::Table`` properties (key schema, billing mode, TTL): for local
+    stacks and tests, so they use exactly what is deployed."""
+    client.create_table(
+        TableName=table_name,
+        KeySchema=definition["KeySchema"],
+        AttributeDefinitions=definition["AttributeDefinitions"],
+        BillingMode=definition["BillingMode"],
+    )
+    ttl = definition.get("TimeToLiveSpecification")
+    if ttl:
+        client.update_time_to_live(TableName=table_name, TimeToLiveSpecification=ttl)
+
+
+def _condition(version: int) -> dict[str, Any]:
+    """A write of the item's next version: only if there is none yet (version 0) or it is still ``version``."""
+    if version == 0:  # evaluated on the item with the write's full key (customer_id + record)
+        return {"ConditionExpression": "attribute_not_exists(customer_id)"}
+    return {
+        "ConditionExpression": "#v = :expected",
+        "ExpressionAttributeNames": {"#v": "version"},
+        "ExpressionAttributeValues": {":expected": {"N": str(version)}},
+    }
+
+
 def dynamodb_client(settings: Settings) -> DynamoDBClient:
     """A DynamoDB client with the service's endpoint, retries and timeouts (benchmarks pass one they observe)."""
     client: DynamoDBClient = boto3.client(
@@ -103,27 +192,17 @@ class DynamoDBStore:
     def __init__(self, settings: Settings, client: DynamoDBClient | None = None) -> None:
         self.table_name = settings.table_name
         self.ttl = timedelta(days=settings.ttl_days)
-        self._client = client or dynamodb_client(settings)
-
-    def create_table(self, definition: Mapping[str, Any]) -> None:
-        """Create the table from a template's ``AWS::DynamoDB::Table`` properties (key schema, billing mode, TTL):
-        for local stacks and tests, so they use exactly what is deployed."""
-        self._client.create_table(
-            TableName=self.table_name,
-            KeySchema=definition["KeySchema"],
-            AttributeDefinitions=definition["AttributeDefinitions"],
-            BillingMode=definition["BillingMode"],
-        )
-        ttl = definition.get("TimeToLiveSpecification")
-        if ttl:
-            self._client.update_time_to_live(TableName=self.table_name, TimeToLiveSpecification=ttl)
+        self.client = client or dynamodb_client(settings)
 
     def get(self, customer_id: str) -> RecommendationList | None:
         """The customer's list as last written (strongly consistent), or None."""
-        response = self._call(
-            "get_item", TableName=self.table_name, Key={"customer_id": {"S": customer_id}}, ConsistentRead=True
-        )
-        return _from_item(response["Item"]) if "Item" in response else None
+        raw = self._get(customer_id, LIST)
+        return _from_item(raw) if raw is not None else None
+
+    def get_history(self, customer_id: str) -> PurchaseHistory | None:
+        """The customer's purchase history as last written (strongly consistent), or None."""
+        raw = self._get(customer_id, HISTORY)
+        return _history_from_item(raw) if raw is not None else None
 
     def put(self, stored: RecommendationList) -> RecommendationList:
         """Write ``stored`` as the next version if the stored version is still ``stored.version``.
@@ -131,20 +210,26 @@ class DynamoDBStore:
         Raises VersionConflict when another writer got there first.
         """
         new = stored.evolve(version=stored.version + 1, updated_at=datetime.now(UTC))
-        if stored.version == 0:
-            condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(customer_id)"}
-        else:
-            condition = {
-                "ConditionExpression": "#v = :expected",
-                "ExpressionAttributeNames": {"#v": "version"},
-                "ExpressionAttributeValues": {":expected": {"N": str(stored.version)}},
-            }
-        self._call("put_item", TableName=self.table_name, Item=_to_item(new, new.updated_at + self.ttl), **condition)
+        self._put(_to_item(new, new.updated_at + self.ttl), stored.version)
         return new
+
+    def put_history(self, history: PurchaseHistory) -> PurchaseHistory:
+        """Write ``history`` as its next version if the stored version is still ``history.version``, as ``put``."""
+        new = history.evolve(version=history.version + 1, updated_at=datetime.now(UTC))
+        self._put(_history_to_item(new, new.updated_at + self.ttl), history.version)
+        return new
+
+    def _get(self, customer_id: str, record: str) -> dict[str, Any] | None:
+        response = self._call("get_item", TableName=self.table_name, Key=_key(customer_id, record), ConsistentRead=True)
+        item: dict[str, Any] | None = response.get("Item")
+        return item
+
+    def _put(self, item: dict[str, Any], version: int) -> None:
+        self._call("put_item", TableName=self.table_name, Item=item, **_condition(version))
 
     def _call(self, operation: str, **kwargs: Any) -> Any:
         try:
-            return getattr(self._client, operation)(**kwargs)
+            return getattr(self.client, operation)(**kwargs)
         except ClientError as error:
             code = error.response.get("Error", {}).get("Code", "")
             if code == "ConditionalCheckFailedException":

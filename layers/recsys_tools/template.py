@@ -1,5 +1,5 @@
 """template.yaml read the way SAM reads it: its short-form tags, the functions, the handler each names, the
-environment each gets and the one table. Used by the local stack, the benchmarks and the tests (never by a handler)."""
+environment each gets and the tables. Used by the local stack, the benchmarks and the tests (never by a handler)."""
 
 from __future__ import annotations
 
@@ -105,15 +105,46 @@ def environment(template: dict[str, Any], logical_id: str | None, resources: dic
     return {name: resolve(value) for name, value in variables.items()}
 
 
+TABLE = "AWS::DynamoDB::Table"
+
+
+def tables(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The properties of each of the template's DynamoDB tables, by logical id."""
+    return {name: r["Properties"] for name, r in template["Resources"].items() if r["Type"] == TABLE}
+
+
+def table_named_by(template: dict[str, Any], variable: str) -> str:
+    """The logical id of the table the environment variable ``variable`` names (``!Ref``), in Globals or in any
+    function."""
+    environments = [template.get("Globals", {}).get("Function", {})] + [
+        f.properties for f in functions(template).values()
+    ]
+    refs = {
+        value["Ref"]
+        for properties in environments
+        for name, value in properties.get("Environment", {}).get("Variables", {}).items()
+        if name == variable and isinstance(value, dict) and "Ref" in value
+    }
+    if len(refs) != 1 or not refs <= tables(template).keys():
+        raise ValueError(f"expected {variable} to name one AWS::DynamoDB::Table in the template, found {sorted(refs)}")
+    return str(refs.pop())
+
+
 def table_logical_id(template: dict[str, Any]) -> str:
-    """The logical id of the template's one DynamoDB table."""
-    tables: list[str] = [name for name, r in template["Resources"].items() if r["Type"] == "AWS::DynamoDB::Table"]
-    if len(tables) != 1:
-        raise ValueError(f"expected one AWS::DynamoDB::Table in the template, found {len(tables)}")
-    return tables[0]
+    """The logical id of the recommendations table (TABLE_NAME)."""
+    return table_named_by(template, "TABLE_NAME")
 
 
-def table_resource(template: dict[str, Any]) -> dict[str, Any]:
-    """The properties of the template's one DynamoDB table."""
-    properties: dict[str, Any] = template["Resources"][table_logical_id(template)]["Properties"]
-    return properties
+def idempotency_table_logical_id(template: dict[str, Any]) -> str:
+    """The logical id of record_purchases' idempotency table (IDEMPOTENCY_TABLE_NAME)."""
+    return table_named_by(template, "IDEMPOTENCY_TABLE_NAME")
+
+
+def table_names(template: dict[str, Any], table: str, idempotency_table: str) -> dict[str, str]:
+    """Physical names for the template's tables (logical id -> name), as ``environment`` resolves them."""
+    return {table_logical_id(template): table, idempotency_table_logical_id(template): idempotency_table}
+
+
+def table_resource(template: dict[str, Any], logical_id: str | None = None) -> dict[str, Any]:
+    """The properties of a table of the template (default: the recommendations table)."""
+    return tables(template)[logical_id or table_logical_id(template)]

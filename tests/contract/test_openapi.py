@@ -35,7 +35,7 @@ CHECKS = [
     response_schema_conformance,
     negative_data_rejection,
 ]
-OPERATIONS = 4
+OPERATIONS = 5
 DEFAULT_EXAMPLES = 50
 STRESS_EXAMPLES = 600
 STRESS_MIN_CASES = 2000

@@ -22,6 +22,15 @@ CUSTOMER_ID = "17850"
 # one product for the model to score, one with the caller's score
 UPDATED_PRODUCTS: list[dict[str, Any]] = [{"product_id": "85123A"}, {"product_id": "71053", "score": 0.9}]
 DELETED_PRODUCT_IDS = ["84406B"]
+# an order of two products, one with its purchase time (in the past: the API refuses far-future times), one without
+RECORDED_ORDER: dict[str, Any] = {
+    "order_id": "536365",
+    "purchases": [
+        {"product_id": "85123A", "quantity": 6, "purchased_at": "2026-11-29T08:26:00+00:00"},
+        {"product_id": "71053", "quantity": 6},
+    ],
+    "country": "United Kingdom",
+}
 
 # operation name (recsys.operations) -> (query string parameters, JSON body); every operation needs an entry
 REQUESTS: dict[str, tuple[dict[str, str], Any]] = {
@@ -29,6 +38,7 @@ REQUESTS: dict[str, tuple[dict[str, str], Any]] = {
     "show_recommendations": ({}, None),
     "update_recommendations": ({}, {"products": UPDATED_PRODUCTS}),
     "delete_recommendations": ({}, {"product_ids": DELETED_PRODUCT_IDS}),
+    "record_purchases": ({}, RECORDED_ORDER),
 }
 API_ID = "a1b2c3d4e5"  # made up; the account id is the AWS documentation's placeholder
 DOMAIN = f"{API_ID}.execute-api.us-east-1.amazonaws.com"

@@ -17,7 +17,7 @@ import sys
 from typing import Any
 
 from recsys.settings import REPO_ROOT
-from recsys_tools.template import environment, function_for, functions, table_logical_id
+from recsys_tools.template import environment, function_for, functions, table_names, tables
 from tests.infra.events import EVENTS_DIR
 
 TOPIC = {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}
@@ -56,7 +56,7 @@ def _text(value: str | dict[str, Any]) -> str:
 def reported_5xx(template: dict[str, Any], logical_id: str) -> Metric:
     """The metric the function's handler reports a 5xx answer on, given the environment the template gives it: what
     test_the_5xx_alarm_names_the_metric_a_failing_handler_prints observes."""
-    variables = environment(template, logical_id, {table_logical_id(template): "table"})
+    variables = environment(template, logical_id, table_names(template, "table", "orders"))
     service = (("service", variables["POWERTOOLS_SERVICE_NAME"]),)
     return variables["POWERTOOLS_METRICS_NAMESPACE"], METRIC_5XX, service
 
@@ -89,7 +89,7 @@ def test_the_5xx_alarm_names_the_metric_a_failing_handler_prints(template: dict[
     # ResourceNotFoundException, which the service turns into a 503
     function = function_for(template, PROBED)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POWERTOOLS_", "DYNAMODB_"))}
-    env |= environment(template, function.logical_id, {table_logical_id(template): "no-such-table"})
+    env |= environment(template, function.logical_id, table_names(template, "no-such-table", "no-such-orders"))
     env |= {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
     env |= {"AWS_REGION": "us-east-1", "POWERTOOLS_TRACE_DISABLED": "true"}  # no X-Ray daemon here
     # When it runs on its event in a fresh interpreter under moto
@@ -133,16 +133,17 @@ def test_api_5xx_is_alarmed(template: dict[str, Any], transformed: dict[str, Any
 def test_table_throttles_and_system_errors_are_alarmed_for_every_operation_the_policies_grant(
     template: dict[str, Any],
 ) -> None:
-    # DynamoDB publishes ThrottledRequests and SystemErrors per table and operation only
-    table = {"Ref": table_logical_id(template)}
-    granted = {
-        action.removeprefix("dynamodb:")
-        for resource in template["Resources"].values()
-        if resource["Type"] == "AWS::IAM::ManagedPolicy"
-        for statement in resource["Properties"]["PolicyDocument"]["Statement"]
-        for action in statement["Action"]
-    }
-    summed: dict[str, set[str]] = {}
+    # DynamoDB publishes ThrottledRequests and SystemErrors per table and operation only: per table, every operation
+    # any policy grants on it must be in that table's alarms
+    granted: dict[str, set[str]] = {}
+    for resource in template["Resources"].values():
+        if resource["Type"] != "AWS::IAM::ManagedPolicy":
+            continue
+        for statement in resource["Properties"]["PolicyDocument"]["Statement"]:
+            table = statement["Resource"]["Fn::GetAtt"][0]
+            granted.setdefault(table, set()).update(a.removeprefix("dynamodb:") for a in statement["Action"])
+    assert granted.keys() == tables(template).keys()
+    summed: dict[tuple[str, str], set[str]] = {}
     for alarm in alarms(template).values():
         queries = alarm.get("Metrics", [])
         if not queries:
@@ -154,6 +155,10 @@ def test_table_throttles_and_system_errors_are_alarmed_for_every_operation_the_p
             metric = query["MetricStat"]["Metric"]
             dimensions = {d["Name"]: d["Value"] for d in metric["Dimensions"]}
             assert metric["Namespace"] == "AWS/DynamoDB"
-            assert dimensions["TableName"] == table
-            summed.setdefault(metric["MetricName"], set()).add(dimensions["Operation"])
-    assert summed == {"ThrottledRequests": granted, "SystemErrors": granted}
+            table = dimensions["TableName"]["Ref"]
+            summed.setdefault((metric["MetricName"], table), set()).add(dimensions["Operation"])
+    assert summed == {
+        (metric, table): operations
+        for table, operations in granted.items()
+        for metric in ("ThrottledRequests", "SystemErrors")
+    }

@@ -11,6 +11,7 @@ from recsys.settings import REPO_ROOT
 from recsys_tools.template import functions
 from tests.infra import events
 
+PURCHASES_ROUTE = "/customers/{customer_id}/purchases"  # POST with a body (generate's POST has none)
 DATA = REPO_ROOT / "model_artifacts" / "data" / "online_retail.csv.gz"
 
 
@@ -29,11 +30,13 @@ def test_each_function_has_an_event_for_its_own_route(template: dict[str, Any]) 
         assert event["routeKey"] == event["requestContext"]["routeKey"] == f"{route['Method']} {route['Path']}"
         assert event["requestContext"]["http"]["method"] == route["Method"]
         assert event["rawPath"] == route["Path"].format(**event["pathParameters"])
-        assert ("body" in event) == (route["Method"] in {"PATCH", "DELETE"})
+        assert ("body" in event) == (events.REQUESTS[function.operation][1] is not None)
+        assert ("body" in event) == (route["Method"] in {"PATCH", "DELETE"} or route["Path"] == PURCHASES_ROUTE)
 
 
 def test_event_ids_exist_in_the_training_data() -> None:
-    wanted = {p["product_id"] for p in events.UPDATED_PRODUCTS} | set(events.DELETED_PRODUCT_IDS)
+    wanted = {p["product_id"] for p in events.UPDATED_PRODUCTS + events.RECORDED_ORDER["purchases"]}
+    wanted |= set(events.DELETED_PRODUCT_IDS)
     customer = f"{events.CUSTOMER_ID}.0"  # the file writes ids as floats
     with gzip.open(DATA, "rt", newline="") as f:
         header = next(csv.reader(f))

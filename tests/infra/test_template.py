@@ -13,20 +13,24 @@ from recsys.settings import REPO_ROOT
 from recsys_tools.template import TEMPLATE, functions
 from tests.infra.events import EVENTS_DIR
 
-TABLE_ARN = {"Fn::GetAtt": ["RecommendationsTable", "Arn"]}
-READ = {"dynamodb:GetItem"}
-WRITE = {"dynamodb:GetItem", "dynamodb:PutItem"}  # what recsys.store calls
-ACTIONS = {  # the exact DynamoDB actions each function may call
+TABLE = "RecommendationsTable"
+IDEMPOTENCY_TABLE = "IdempotencyTable"
+READ = {TABLE: {"dynamodb:GetItem"}}
+WRITE = {TABLE: {"dynamodb:GetItem", "dynamodb:PutItem"}}  # what recsys.store calls
+ORDERS = {IDEMPOTENCY_TABLE: {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}}
+ACTIONS = {  # the exact DynamoDB actions each function may call, per table
     "CustomerRecommendationsFunction": WRITE,
     "ShowRecommendationsFunction": READ,
     "UpdateRecommendationsFunction": WRITE,
     "DeleteRecommendationsFunction": WRITE,
+    "RecordPurchasesFunction": WRITE | ORDERS,
 }
 ROUTES = {
     "CustomerRecommendationsFunction": "post",
     "ShowRecommendationsFunction": "get",
     "UpdateRecommendationsFunction": "patch",
     "DeleteRecommendationsFunction": "delete",
+    "RecordPurchasesFunction": "post",
 }
 MODEL_FUNCTIONS = {"CustomerRecommendationsFunction", "UpdateRecommendationsFunction"}
 HTTP_API_TIMEOUT = 30  # seconds: API Gateway HTTP API's integration limit; the client gets a 503 after it
@@ -47,7 +51,7 @@ def test_cfn_lint_finds_nothing_including_informational_checks() -> None:
     assert [str(match) for match in matches] == []
 
 
-def test_sam_transforms_the_four_image_functions(transformed: dict[str, Any]) -> None:
+def test_sam_transforms_the_five_image_functions(transformed: dict[str, Any]) -> None:
     lambdas = of_type(transformed, "AWS::Lambda::Function")
     assert set(lambdas) == set(ACTIONS)
     assert {f["Properties"]["PackageType"] for f in lambdas.values()} == {"Image"}
@@ -72,6 +76,7 @@ def test_model_functions_get_more_memory_and_time(transformed: dict[str, Any]) -
     sizes = {name: (f["Properties"]["MemorySize"], f["Properties"]["Timeout"]) for name, f in lambdas.items()}
     assert sizes["CustomerRecommendationsFunction"] == sizes["UpdateRecommendationsFunction"] == (2048, 20)
     assert sizes["ShowRecommendationsFunction"] == sizes["DeleteRecommendationsFunction"] == (512, 10)
+    assert sizes["RecordPurchasesFunction"] == (512, 10)  # no model: it only writes the history
 
 
 def test_every_function_times_out_before_the_http_api_gives_up_even_on_a_cold_start(
@@ -184,7 +189,7 @@ def test_stage_is_throttled(transformed: dict[str, Any]) -> None:
     }
 
 
-def test_each_function_may_call_exactly_its_dynamodb_actions_on_the_table_only(transformed: dict[str, Any]) -> None:
+def test_each_function_may_call_exactly_its_dynamodb_actions_on_its_tables_only(transformed: dict[str, Any]) -> None:
     resources = transformed["Resources"]
     for function, expected in ACTIONS.items():
         role = resources[resources[function]["Properties"]["Role"]["Fn::GetAtt"][0]]["Properties"]
@@ -196,20 +201,35 @@ def test_each_function_may_call_exactly_its_dynamodb_actions_on_the_table_only(t
             for policy in own
             for statement in resources[policy["Ref"]]["Properties"]["PolicyDocument"]["Statement"]
         ]
-        assert all(s["Effect"] == "Allow" and s["Resource"] == TABLE_ARN for s in statements), function
-        assert {action for s in statements for action in s["Action"]} == expected, function
+        granted: dict[str, set[str]] = {}
+        for statement in statements:
+            assert statement["Effect"] == "Allow", function
+            table, attribute = statement["Resource"]["Fn::GetAtt"]  # one table's ARN, never a wildcard
+            assert attribute == "Arn", function
+            granted.setdefault(table, set()).update(statement["Action"])
+        assert granted == expected, function
 
 
-def test_table_is_on_demand_recoverable_encrypted_expiring_and_retained(template: dict[str, Any]) -> None:
-    (table,) = of_type(template, "AWS::DynamoDB::Table").values()
-    properties = table["Properties"]
-    assert properties["KeySchema"] == [{"AttributeName": "customer_id", "KeyType": "HASH"}]
-    assert properties["BillingMode"] == "PAY_PER_REQUEST"
-    assert properties["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
-    assert properties["SSESpecification"] == {"SSEEnabled": True}
-    assert properties["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
-    assert table["DeletionPolicy"] == table["UpdateReplacePolicy"] == "Retain"
-    assert properties["DeletionProtectionEnabled"] is True
+def test_tables_are_on_demand_recoverable_encrypted_expiring_and_retained(template: dict[str, Any]) -> None:
+    tables = of_type(template, "AWS::DynamoDB::Table")
+    assert set(tables) == {TABLE, IDEMPOTENCY_TABLE}
+    # a customer's list and history: one partition, two items (record = "list" | "history")
+    assert tables[TABLE]["Properties"]["KeySchema"] == [
+        {"AttributeName": "customer_id", "KeyType": "HASH"},
+        {"AttributeName": "record", "KeyType": "RANGE"},
+    ]
+    assert tables[TABLE]["Properties"]["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    # Powertools' DynamoDBPersistenceLayer defaults: key `id`, expiry `expiration`
+    assert tables[IDEMPOTENCY_TABLE]["Properties"]["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
+    ttl = tables[IDEMPOTENCY_TABLE]["Properties"]["TimeToLiveSpecification"]
+    assert ttl == {"AttributeName": "expiration", "Enabled": True}
+    for table in tables.values():
+        properties = table["Properties"]
+        assert properties["BillingMode"] == "PAY_PER_REQUEST"
+        assert properties["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+        assert properties["SSESpecification"] == {"SSEEnabled": True}
+        assert table["DeletionPolicy"] == table["UpdateReplacePolicy"] == "Retain"
+        assert properties["DeletionProtectionEnabled"] is True
 
 
 def test_every_function_is_traced_and_configured_for_powertools(transformed: dict[str, Any]) -> None:
@@ -217,8 +237,16 @@ def test_every_function_is_traced_and_configured_for_powertools(transformed: dic
         properties = function["Properties"]
         assert properties["TracingConfig"] == {"Mode": "Active"}
         variables = properties["Environment"]["Variables"]
-        assert variables["TABLE_NAME"] == {"Ref": "RecommendationsTable"}
+        assert variables["TABLE_NAME"] == {"Ref": TABLE}
         assert {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "LOG_LEVEL"} <= set(variables)
+
+
+def test_only_record_purchases_is_told_the_idempotency_table(transformed: dict[str, Any]) -> None:
+    told = {
+        name: function["Properties"]["Environment"]["Variables"].get("IDEMPOTENCY_TABLE_NAME")
+        for name, function in of_type(transformed, "AWS::Lambda::Function").items()
+    }
+    assert {name: ref for name, ref in told.items() if ref} == {"RecordPurchasesFunction": {"Ref": IDEMPOTENCY_TABLE}}
 
 
 def test_dashboard_body_is_json_and_shows_every_function(template: dict[str, Any]) -> None:

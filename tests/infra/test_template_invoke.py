@@ -22,17 +22,19 @@ from moto import mock_aws
 from recsys.settings import load_settings
 from recsys_tools.events import FakeLambdaContext
 from recsys_tools.local_stack import create_table
-from recsys_tools.template import environment, functions
-from tests.infra.events import CUSTOMER_ID, DELETED_PRODUCT_IDS, EVENTS_DIR, UPDATED_PRODUCTS
+from recsys_tools.template import environment, functions, table_names
+from tests.infra.events import CUSTOMER_ID, DELETED_PRODUCT_IDS, EVENTS_DIR, RECORDED_ORDER, UPDATED_PRODUCTS
 
 pytestmark = pytest.mark.slow
 
 REGION = "us-east-1"
 TABLE = "recommendations-invoke"
+IDEMPOTENCY_TABLE = "recommendations-invoke-orders"
 GENERATE = "CustomerRecommendationsFunction"
 SHOW = "ShowRecommendationsFunction"
 UPDATE = "UpdateRecommendationsFunction"
 DELETE = "DeleteRecommendationsFunction"
+RECORD = "RecordPurchasesFunction"
 
 Invoke = Callable[[str], tuple[int, dict[str, Any]]]
 
@@ -59,7 +61,7 @@ def invoke(
 ) -> Iterator[Invoke]:
     """invoke(logical id) -> (status, JSON body): the function's handler on its event, against a fresh table."""
     model_dir = skip_until_ready(template, request)
-    (table_id,) = [name for name, r in template["Resources"].items() if r["Type"] == "AWS::DynamoDB::Table"]
+    names = table_names(template, TABLE, IDEMPOTENCY_TABLE)
     for name, value in {
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
@@ -73,7 +75,7 @@ def invoke(
 
     def call(logical_id: str) -> tuple[int, dict[str, Any]]:
         function = functions(template)[logical_id]
-        for name, value in environment(template, logical_id, {table_id: TABLE}).items():
+        for name, value in environment(template, logical_id, names).items():
             monkeypatch.setenv(name, value)
         monkeypatch.setenv("MODEL_DIR", str(model_dir))  # layers/Dockerfile: ENV MODEL_DIR=/var/task/model
         # a fresh init of the module the command names, in this environment, as a new container would do
@@ -92,8 +94,9 @@ def invoke(
         return response["statusCode"], json.loads(response["body"])
 
     with mock_aws():
-        for name, value in environment(template, None, {table_id: TABLE}).items():
+        for name, value in environment(template, None, names).items():
             monkeypatch.setenv(name, value)
+        monkeypatch.setenv("IDEMPOTENCY_TABLE_NAME", IDEMPOTENCY_TABLE)  # the record function's own variable
         create_table(load_settings(), template)
         yield call
 
@@ -135,3 +138,18 @@ def test_delete_removes_the_products(invoke: Invoke) -> None:
     status, remaining = invoke(DELETE)
     assert status == 200
     assert not set(DELETED_PRODUCT_IDS) & set(product_ids(remaining))
+
+
+def test_record_purchases_records_the_order_once_and_generate_still_works(invoke: Invoke) -> None:
+    # When the record function runs on its event, twice (a redelivery)
+    status, recorded = invoke(RECORD)
+    again = invoke(RECORD)
+    # Then the order is recorded once: the redelivery gets the same answer
+    assert status == 200, recorded
+    assert recorded["purchases_recorded"] == len(RECORDED_ORDER["purchases"])
+    assert recorded["version"] == 1
+    assert again == (200, recorded)
+    # And the customer's recommendations are generated beside the history
+    status, generated = invoke(GENERATE)
+    assert status == 200
+    assert generated["items"]

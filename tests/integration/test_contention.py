@@ -13,7 +13,6 @@ guarantee, so what is tested is the service's optimistic locking, not moto's mis
 
 from __future__ import annotations
 
-import functools
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -23,11 +22,10 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-from moto.dynamodb.models.table import Table
 from moto.server import ThreadedMotoServer
 
 from recsys.api import create_app
-from recsys.domain import Recommendation, RecommendationList
+from recsys.domain import PurchaseHistory, Recommendation, RecommendationList
 from recsys.errors import ConflictError, VersionConflict
 from recsys.schemas import ProductInput
 from recsys.service import RecommendationService, default_service
@@ -36,6 +34,7 @@ from recsys.store import DynamoDBStore
 from recsys_tools.local_stack import create_table
 from tests.support.api import TABLE
 from tests.support.local_server import free_port
+from tests.support.moto_dynamodb import make_conditional_writes_atomic
 
 WRITERS = 32
 SERVERS = 4  # local app instances, each serving one request at a time like a Lambda container
@@ -112,16 +111,7 @@ def assert_no_lost_update(service: RecommendationService, outcomes: dict[Operati
 
 @pytest.fixture
 def atomic_conditional_writes(monkeypatch: pytest.MonkeyPatch) -> None:
-    """moto's put_item under a lock: the condition check and the write are one step, as in DynamoDB."""
-    lock = threading.Lock()
-    put_item = Table.put_item
-
-    @functools.wraps(put_item)
-    def atomic(self: Table, *args: Any, **kwargs: Any) -> Any:
-        with lock:
-            return put_item(self, *args, **kwargs)
-
-    monkeypatch.setattr(Table, "put_item", atomic)
+    make_conditional_writes_atomic(monkeypatch)
 
 
 class ConflictCountingStore:
@@ -140,6 +130,12 @@ class ConflictCountingStore:
         except VersionConflict:
             self.lost += 1
             raise
+
+    def get_history(self, customer_id: str) -> PurchaseHistory | None:
+        return self.inner.get_history(customer_id)
+
+    def put_history(self, history: PurchaseHistory) -> PurchaseHistory:
+        return self.inner.put_history(history)
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
-"""Security: each function is granted exactly the DynamoDB actions its handler calls, on the table only; no secret
-or account id is in the repository; bandit finds nothing in the shipped code."""
+"""Security: each function is granted exactly the DynamoDB actions its handler calls, per table, on its tables only;
+no secret or account id is in the repository; bandit finds nothing in the shipped code."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from functools import partial
 from typing import Any
 
 import pytest
+from botocore.retries.standard import ExponentialBackoff
+from moto.dynamodb.models import DynamoDBBackend
 
 from recsys.domain import Recommendation, RecommendationList
 from recsys.handler import make_handler
@@ -21,9 +23,9 @@ from recsys.service import default_service
 from recsys.settings import REPO_ROOT, load_settings
 from recsys.store import DynamoDBStore, dynamodb_client
 from recsys_tools.events import FakeLambdaContext, http_api_event
-from recsys_tools.template import functions
+from recsys_tools.template import functions, idempotency_table_logical_id, load_template, table_logical_id
+from tests.support.moto_dynamodb import throttled
 
-TABLE_ARN = {"Fn::GetAtt": ["RecommendationsTable", "Arn"]}
 FAKE_ACCOUNT = "123456789012"  # the documented example account id used in test events
 SECRETS = {
     "AWS access key id": re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),
@@ -31,7 +33,9 @@ SECRETS = {
     "private key": re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"),
     "account id": re.compile(r"(?<![\w.-])\d{12}(?![\w-])"),
 }
-# Each operation's handler taken through every path it has: missing list, first write, later writes.
+# Each operation's handler taken through every path it has: missing list, first write, later writes; for
+# record_purchases also a redelivered order and one that fails (DynamoDB throttled) and so leaves no order record.
+ORDER = {"order_id": "order-1", "purchases": [{"product_id": "MANUAL-1", "quantity": 2}]}
 SCENARIOS: dict[str, list[dict[str, Any]]] = {
     "customer_recommendations": [{}, {"seeded": True}],
     "show_recommendations": [{}, {"seeded": True}],
@@ -43,11 +47,18 @@ SCENARIOS: dict[str, list[dict[str, Any]]] = {
         {"body": {"product_ids": ["MANUAL-1"]}},
         {"body": {"product_ids": ["MANUAL-1"]}, "seeded": True},
     ],
+    "record_purchases": [
+        {"body": ORDER},
+        {"body": ORDER},  # redelivered
+        {"body": ORDER | {"order_id": "order-2"}},
+        {"body": ORDER | {"order_id": "order-3"}, "throttled": True},
+    ],
 }
 
 
-def granted_dynamodb_actions(transformed: dict[str, Any], logical_id: str) -> set[str]:
-    """Every dynamodb:* action the function's role allows (inline and stack-managed policies); each on the table."""
+def granted_dynamodb_actions(transformed: dict[str, Any], logical_id: str) -> set[tuple[str, str]]:
+    """Every dynamodb:* action the function's role allows (inline and stack-managed policies), as (table logical id,
+    action); each on one table of the stack."""
     resources = transformed["Resources"]
     role = resources[resources[logical_id]["Properties"]["Role"]["Fn::GetAtt"][0]]["Properties"]
     documents = [policy["PolicyDocument"] for policy in role.get("Policies", [])] + [
@@ -55,36 +66,50 @@ def granted_dynamodb_actions(transformed: dict[str, Any], logical_id: str) -> se
         for arn in role.get("ManagedPolicyArns", [])
         if isinstance(arn, dict)
     ]
-    actions: set[str] = set()
+    actions: set[tuple[str, str]] = set()
     for statement in (s for document in documents for s in document["Statement"]):
         listed = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
         dynamodb = {a for a in listed if a.lower().startswith("dynamodb:")}
         if dynamodb:
             assert statement["Effect"] == "Allow", statement
-            assert statement["Resource"] == TABLE_ARN, f"{logical_id}: {statement}"
+            table, attribute = statement["Resource"]["Fn::GetAtt"]
+            assert attribute == "Arn", f"{logical_id}: {statement}"
+            assert resources[table]["Type"] == "AWS::DynamoDB::Table", f"{logical_id}: {statement}"
             assert not any("*" in a for a in dynamodb), f"{logical_id}: wildcard action {statement}"
-        actions |= dynamodb
+            actions |= {(table, action) for action in dynamodb}
     return actions
 
 
-def recording_calls(client: Any) -> Callable[[], set[str]]:
-    """Records every DynamoDB operation ``client`` makes (as IAM action names) from now on."""
-    called: set[str] = set()
-    client.meta.events.register("before-call.dynamodb", lambda model, **_: called.add(f"dynamodb:{model.name}"))
+def recording_calls(client: Any, tables: dict[str, str]) -> Callable[[], set[tuple[str, str]]]:
+    """Records every DynamoDB operation ``client`` makes from now on, as (table logical id, IAM action name);
+    ``tables`` maps the tables' names to their logical ids."""
+    called: set[tuple[str, str]] = set()
+
+    def record(model: Any, params: dict[str, Any], **_: Any) -> None:
+        called.add((tables[params["TableName"]], f"dynamodb:{model.name}"))
+
+    client.meta.events.register("before-call.dynamodb", record)
     return lambda: set(called)
 
 
 def test_each_function_is_granted_exactly_the_dynamodb_actions_its_handler_calls(
-    aws: Any, transformed: dict[str, Any]
+    aws: Any, transformed: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(ExponentialBackoff, "delay_amount", lambda self, context: 0.0)
+    template = load_template()
     for logical_id, function in functions(transformed).items():
-        # Given the function's handler and the actions its role allows
+        # Given the function's handler (both its tables through one client) and the actions its role allows
         granted = granted_dynamodb_actions(transformed, logical_id)
         settings = load_settings()
         client = dynamodb_client(settings)
-        called = recording_calls(client)
-        store = DynamoDBStore(settings, client)
-        handler = make_handler(function.operation, service_factory=partial(default_service, store=store))
+        called = recording_calls(
+            client,
+            {
+                settings.table_name: table_logical_id(template),
+                settings.idempotency_table_name: idempotency_table_logical_id(template),
+            },
+        )
+        handler = make_handler(function.operation, service_factory=partial(default_service, client=client))
         seeder = DynamoDBStore(settings)  # not recorded
         customer = f"iam-{function.operation}"
         # When the handler is taken through every path it has
@@ -94,12 +119,15 @@ def test_each_function_is_granted_exactly_the_dynamodb_actions_its_handler_calls
                 seeder.put(stored.evolve(items=(Recommendation("MANUAL-1", 1.0, "manual"),)))
             event = http_api_event(operation(function.operation), customer, body=step.get("body"))
             context: Any = FakeLambdaContext()
-            response = handler(event, context)
-            assert response["statusCode"] in {200, 404}, response
+            with monkeypatch.context() as patch:
+                if step.get("throttled"):
+                    patch.setattr(DynamoDBBackend, "get_item", throttled)
+                response = handler(event, context)
+            assert response["statusCode"] in ({503} if step.get("throttled") else {200, 404}), response
         # Then it called exactly the granted actions: nothing it would be denied, nothing granted in vain
         assert called() == granted, f"{logical_id}: calls {sorted(called())}, granted {sorted(granted)}"
         if function.operation == "show_recommendations":
-            assert granted == {"dynamodb:GetItem"}  # show is read-only
+            assert granted == {("RecommendationsTable", "dynamodb:GetItem")}  # show is read-only
 
 
 def repository_text_files() -> list[str]:

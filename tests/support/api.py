@@ -1,5 +1,8 @@
 """One way to call the service in tests: through each operation's Lambda handler (an API Gateway v2 event) or
-through the composed local app (``TestClient``); plus a raw look at the stored item."""
+through the composed local app (``TestClient``); plus a raw look at the stored items.
+
+``api(method, customer_id, ...)`` calls the list route's operation with that method; ``api(operation, ...)`` any
+operation (e.g. ``RECORD_PURCHASES``)."""
 
 from __future__ import annotations
 
@@ -12,11 +15,12 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from recsys.handler import LambdaHandler
-from recsys.operations import OPERATIONS, Operation
+from recsys.operations import LIST_ROUTE, OPERATIONS, Operation
 from recsys_tools.events import FakeLambdaContext, http_api_event
 
 TABLE = "recommendations-test"
-LIST_OPERATIONS = {op.method: op for op in OPERATIONS if op.route.endswith("/recommendations")}
+IDEMPOTENCY_TABLE = "recommendations-idempotency"  # Settings' default: the tests' environment leaves it unset
+LIST_OPERATIONS = {op.method: op for op in OPERATIONS if op.route == LIST_ROUTE}
 
 
 @dataclass
@@ -29,16 +33,23 @@ class Response:
 Api = Callable[..., Response]
 
 
-def raw_item(client: Any, customer_id: str) -> dict[str, Any] | None:
+def raw_item(client: Any, customer_id: str, record: str = "list") -> dict[str, Any] | None:
+    """The customer's stored item, ``record`` "list" or "history", as DynamoDB holds it."""
     item: dict[str, Any] | None = client.get_item(
-        TableName=TABLE, Key={"customer_id": {"S": customer_id}}, ConsistentRead=True
+        TableName=TABLE, Key={"customer_id": {"S": customer_id}, "record": {"S": record}}, ConsistentRead=True
     ).get("Item")
     return item
 
 
+def _operation(method_or_operation: str | Operation) -> Operation:
+    if isinstance(method_or_operation, Operation):
+        return method_or_operation
+    return LIST_OPERATIONS[method_or_operation]
+
+
 def via_lambda(handlers: dict[str, LambdaHandler]) -> Api:
-    def call(method: str, customer_id: str, **request: Any) -> Response:
-        op: Operation = LIST_OPERATIONS[method]
+    def call(method: str | Operation, customer_id: str, **request: Any) -> Response:
+        op = _operation(method)
         context: Any = FakeLambdaContext()
         result = handlers[op.name](http_api_event(op, customer_id, **request), context)
         headers = {k.lower(): v for k, v in result.get("headers", {}).items()}
@@ -49,12 +60,13 @@ def via_lambda(handlers: dict[str, LambdaHandler]) -> Api:
 
 def via_local_app(client: TestClient) -> Api:
     def call(
-        method: str, customer_id: str, *, query: Any = None, body: Any = None, raw_body: str | None = None
+        method: str | Operation, customer_id: str, *, query: Any = None, body: Any = None, raw_body: str | None = None
     ) -> Response:
+        op = _operation(method)
         content = raw_body if raw_body is not None else (json.dumps(body) if body is not None else None)
         response = client.request(
-            method,
-            LIST_OPERATIONS[method].path(customer_id),
+            op.method,
+            op.path(customer_id),
             params=query,
             content=content,
             headers={"content-type": "application/json"},

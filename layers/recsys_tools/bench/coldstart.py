@@ -18,9 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from recsys.artifact import Artifact
-from recsys.operations import OPERATIONS
 from recsys.settings import REPO_ROOT, Settings
-from recsys_tools.bench.handlers import lambda_environment, patched_environ, request_events
+from recsys_tools.bench.handlers import BENCHED, lambda_environment, patched_environ, request_events
 from recsys_tools.bench.timing import summarize
 
 CHILD = Path(__file__).with_name("coldstart_child.py")
@@ -85,8 +84,8 @@ def _summaries(runs: list[dict[str, Any]]) -> dict[str, Any]:
 def cold_starts(
     model_dir: Path, *, repeat: int, operations: tuple[str, ...] | None = None, concurrent: bool = False
 ) -> dict[str, Any]:
-    """Per operation (all four by default) and the reference import: each phase's median/p90/p99 over ``repeat``
-    fresh interpreters.
+    """Per operation (the four benchmarked ones by default) and the reference import: each phase's median/p90/p99
+    over ``repeat`` fresh interpreters.
 
     ``concurrent`` starts them all at once, one per core (a smoke test: the figures then mean little)."""
     from moto.server import ThreadedMotoServer
@@ -101,7 +100,7 @@ def cold_starts(
             _seed(events)
         path = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)
         child = os.environ | endpoint | {"PYTHONPATH": path}  # functions.<op>.app importable, as from the task root
-        chosen = operations or tuple(op.name for op in OPERATIONS)
+        chosen = operations or tuple(op.name for op in BENCHED)
         envs = {name: child | lambda_environment(model_dir, name) | endpoint for name in chosen}
         envs[REFERENCE] = child
         # round-robin, so a busy moment does not hit one function only

@@ -1,0 +1,3 @@
+from recsys.handler import make_handler
+
+handler = make_handler("record_purchases")

@@ -1,0 +1,245 @@
+"""record_purchases end to end, through its Lambda handler and through the local app, on moto's DynamoDB: the history
+item it builds, once per order (Powertools' idempotency on the idempotency table), bounded, under concurrency, on bad
+input and under throttling."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from botocore.retries.standard import ExponentialBackoff
+from moto.dynamodb.models import DynamoDBBackend
+
+from recsys.errors import ConflictError
+from recsys.operations import RECORD_PURCHASES
+from recsys.schemas import RecordPurchasesRequest
+from recsys.service import RecommendationService, default_service
+from recsys.settings import load_settings
+from tests.support.api import IDEMPOTENCY_TABLE, TABLE, Api, raw_item
+from tests.support.data import KNOWN_CUSTOMER
+from tests.support.moto_dynamodb import make_conditional_writes_atomic, throttled
+
+CUSTOMER = "buyer-1"
+MONDAY = datetime(2026, 9, 21, 9, 0, tzinfo=UTC)  # 30 days later is still in the past
+
+
+def order(order_id: str, *purchases: dict[str, Any], country: str | None = None) -> dict[str, Any]:
+    return {"order_id": order_id, "purchases": list(purchases)} | ({"country": country} if country else {})
+
+
+def bought(product_id: str, at: datetime | None = None, quantity: int | None = None) -> dict[str, Any]:
+    return (
+        {"product_id": product_id}
+        | ({"purchased_at": at.isoformat()} if at else {})
+        | ({"quantity": quantity} if quantity is not None else {})
+    )
+
+
+def stored_history(aws: Any, customer_id: str = CUSTOMER) -> dict[str, Any] | None:
+    """The history item's attributes, its products decoded."""
+    item = raw_item(aws, customer_id, "history")
+    if item is None:
+        return None
+    return {
+        "products": json.loads(item["products"]["S"]),
+        "version": int(item["version"]["N"]),
+        "country": item.get("country", {}).get("S"),
+        "expires_at": int(item["expires_at"]["N"]),
+    }
+
+
+def count(aws: Any, table: str) -> int:
+    result: int = aws.scan(TableName=table)["Count"]
+    return result
+
+
+def test_recording_creates_then_extends_the_history(api: Api, aws: Any) -> None:
+    # When a first order of two products is recorded, one of them twice
+    first = api(
+        RECORD_PURCHASES,
+        CUSTOMER,
+        body=order("o-1", bought("A1", MONDAY, 2), bought("A1", MONDAY), bought("B2", MONDAY), country="France"),
+    )
+    # Then the answer summarises it and the history holds counts, quantities, last times and decayed counts
+    assert first.status == 200, first.body
+    assert first.body | {"updated_at": None} == {
+        "customer_id": CUSTOMER,
+        "order_id": "o-1",
+        "purchases_recorded": 3,
+        "products_in_history": 2,
+        "version": 1,
+        "updated_at": None,
+    }
+    t0 = int(MONDAY.timestamp())
+    history = stored_history(aws)
+    assert history is not None
+    assert history["products"]["A1"] == {"n": 2, "q": 3, "t": t0, "d30": 2.0, "d90": 2.0, "ref": t0}
+    assert history["country"] == "France"
+    assert timedelta(days=89) < datetime.fromtimestamp(history["expires_at"], UTC) - datetime.now(UTC)
+    # When a second order, 30 days later, buys A1 again (purchased_at left out: now) and a new product
+    later = MONDAY + timedelta(days=30)
+    second = api(RECORD_PURCHASES, CUSTOMER, body=order("o-2", bought("A1", later), bought("C3")))
+    # Then A1's counts grow and decay exactly, C3 is bought now, the country is kept
+    assert second.status == 200, second.body
+    assert second.body["version"] == 2
+    assert second.body["products_in_history"] == 3
+    history = stored_history(aws)
+    assert history is not None
+    a1 = history["products"]["A1"]
+    assert (a1["n"], a1["q"], a1["t"], a1["ref"]) == (3, 4, int(later.timestamp()), int(later.timestamp()))
+    assert a1["d30"] == pytest.approx(2.0 * 0.5 + 1)
+    assert a1["d90"] == pytest.approx(2.0 * 2 ** (-1 / 3) + 1)
+    assert abs(history["products"]["C3"]["t"] - datetime.now(UTC).timestamp()) < 60
+    assert history["country"] == "France"
+    # And the customer's list item is untouched (there is none)
+    assert raw_item(aws, CUSTOMER) is None
+
+
+def test_a_redelivered_order_is_counted_once_and_gets_the_same_answer(api: Api, aws: Any) -> None:
+    body = order("o-7", bought("A1", MONDAY, 5))
+    first = api(RECORD_PURCHASES, CUSTOMER, body=body)
+    # When the same order is delivered again, and again
+    again = [api(RECORD_PURCHASES, CUSTOMER, body=body) for _ in range(2)]
+    # Then each redelivery gets the first answer and the history is written once
+    assert first.status == 200
+    assert [(r.status, r.body) for r in again] == [(200, first.body)] * 2
+    history = stored_history(aws)
+    assert history is not None
+    assert history["version"] == 1
+    assert history["products"]["A1"]["n"] == 1
+    # And the same order_id for another customer is another order
+    other = api(RECORD_PURCHASES, "buyer-2", body=body)
+    assert other.status == 200
+    assert other.body["customer_id"] == "buyer-2"
+    assert count(aws, IDEMPOTENCY_TABLE) == 2
+
+
+def test_a_known_order_id_with_other_purchases_is_refused(api: Api, aws: Any) -> None:
+    assert api(RECORD_PURCHASES, CUSTOMER, body=order("o-9", bought("A1", MONDAY))).status == 200
+    before = raw_item(aws, CUSTOMER, "history")
+    # When the order_id comes again with another quantity, or another country
+    for body in (order("o-9", bought("A1", MONDAY, 2)), order("o-9", bought("A1", MONDAY), country="Spain")):
+        response = api(RECORD_PURCHASES, CUSTOMER, body=body)
+        # Then it is a 409 naming the order, and nothing changes
+        assert response.status == 409, response.body
+        assert response.body["error"]["code"] == "order_mismatch"
+        assert response.body["error"]["details"] == {"order_id": "o-9"}
+    assert raw_item(aws, CUSTOMER, "history") == before
+
+
+@pytest.mark.parametrize(
+    ("customer_id", "request_args", "status"),
+    [
+        (CUSTOMER, {"body": order("o-1")}, 422),  # no purchases
+        (CUSTOMER, {"body": order("o-1", bought("A1", quantity=0))}, 422),
+        (CUSTOMER, {"body": order("o-1", bought("A1", quantity=1_000_001))}, 422),
+        (CUSTOMER, {"body": order("o-1", bought("A1")) | {"extra": 1}}, 422),
+        (CUSTOMER, {"body": order("o-1", bought("A1") | {"price": 2.5})}, 422),
+        (CUSTOMER, {"body": order("o-1", bought("../A1"))}, 422),
+        (CUSTOMER, {"body": order("-o", bought("A1"))}, 422),
+        (CUSTOMER, {"body": {"purchases": [bought("A1")]}}, 422),  # no order_id
+        (CUSTOMER, {"body": order("o-1", bought("A1", datetime.now(UTC) + timedelta(days=2)))}, 422),
+        (CUSTOMER, {"body": order("o-1", {"product_id": "A1", "purchased_at": "2026-11-23T09:00:00"})}, 422),  # no zone
+        (CUSTOMER, {"body": order("o-1", {"product_id": "A1", "purchased_at": 1700000000})}, 422),
+        (CUSTOMER, {"body": order("o-1", {"product_id": "A1", "quantity": "2"})}, 422),
+        (CUSTOMER, {"body": order("o-1", bought("A1"), country="x" * 65)}, 422),
+        (CUSTOMER, {"body": order("o-1", *[bought(f"P{i}") for i in range(101)])}, 422),
+        ("a" * 65, {"body": order("o-1", bought("A1"))}, 422),
+        (CUSTOMER, {"raw_body": "{not json"}, 400),
+    ],
+)
+def test_bad_input_is_a_clear_4xx_and_writes_nothing(
+    api: Api, aws: Any, customer_id: str, request_args: dict[str, Any], status: int
+) -> None:
+    response = api(RECORD_PURCHASES, customer_id, **request_args)
+    assert response.status == status, response.body
+    assert set(response.body) == {"error"}
+    assert response.body["error"]["code"] in {"validation_error", "malformed_json"}
+    assert response.body["error"]["message"]
+    # nothing written: no history, no idempotency record
+    assert count(aws, TABLE) == count(aws, IDEMPOTENCY_TABLE) == 0
+
+
+def test_unknown_products_are_recorded_and_generation_still_works(api: Api, aws: Any) -> None:
+    # When a known customer buys a product the model has never seen (the catalogue grows between retrains)
+    response = api(RECORD_PURCHASES, KNOWN_CUSTOMER, body=order("o-1", bought("NEW-PRODUCT-1"), bought("85123A")))
+    # Then it is recorded with the others
+    assert response.status == 200, response.body
+    history = stored_history(aws, KNOWN_CUSTOMER)
+    assert history is not None
+    assert set(history["products"]) == {"NEW-PRODUCT-1", "85123A"}
+    # And the customer's recommendations are generated as before, beside the history
+    generated = api("POST", KNOWN_CUSTOMER, query={"k": "5"})
+    assert generated.status == 200, generated.body
+    assert len(generated.body["items"]) == 5
+    assert stored_history(aws, KNOWN_CUSTOMER) == history
+
+
+def test_the_history_keeps_the_configured_number_of_most_recent_products(
+    build_api: Callable[..., Api], aws: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given MAX_HISTORY_PRODUCTS=3
+    monkeypatch.setenv("MAX_HISTORY_PRODUCTS", "3")
+    api = build_api()
+    # When 5 products are bought on 5 days, in two orders
+    days = [MONDAY + timedelta(days=i) for i in range(5)]
+    api(RECORD_PURCHASES, CUSTOMER, body=order("o-1", *[bought(f"P{i}", days[i]) for i in (4, 0, 2)]))
+    response = api(RECORD_PURCHASES, CUSTOMER, body=order("o-2", *[bought(f"P{i}", days[i]) for i in (1, 3)]))
+    # Then the 3 most recently bought are kept
+    assert response.body["products_in_history"] == 3
+    history = stored_history(aws)
+    assert history is not None
+    assert set(history["products"]) == {"P2", "P3", "P4"}
+
+
+def test_16_concurrent_orders_for_one_customer_are_each_counted_once(
+    service: RecommendationService, aws: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given moto's conditional writes made atomic, as DynamoDB's are, and enough retries for 16 writers
+    make_conditional_writes_atomic(monkeypatch)
+    monkeypatch.setenv("WRITE_RETRIES", "20")
+    contended = default_service(load_settings())
+    orders = [RecordPurchasesRequest.model_validate(order(f"o-{i}", bought("A1"), bought(f"B{i}"))) for i in range(16)]
+
+    # When 16 threads record 16 different orders at once, each delivered twice
+    def record(request: RecordPurchasesRequest) -> dict[str, Any] | str:
+        try:
+            return contended.record_purchases(CUSTOMER, request)
+        except ConflictError as error:  # lost every race, or its twin delivery was in progress
+            return error.code
+
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(record, orders + orders))
+    # Then every order got through (20 retries are enough here) and is in the history exactly once: one write each,
+    # a twin delivery either answered the first delivery's answer or 409 while it was in progress
+    assert {a["order_id"] for a in answers if isinstance(a, dict)} == {f"o-{i}" for i in range(16)}, answers
+    assert all(a == "order_in_progress" for a in answers if isinstance(a, str))
+    history = stored_history(aws)
+    assert history is not None
+    assert history["products"]["A1"]["n"] == 16 == history["version"]
+    assert set(history["products"]) == {"A1"} | {f"B{i}" for i in range(16)}
+
+
+def test_throttled_dynamodb_is_a_503_and_the_order_can_be_retried(
+    api: Api, aws: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given DynamoDB throttling every GetItem (the history's read) and botocore's back-off made instant
+    monkeypatch.setattr(ExponentialBackoff, "delay_amount", lambda self, context: 0.0)
+    body = order("o-1", bought("A1", MONDAY))
+    with monkeypatch.context() as patch:
+        patch.setattr(DynamoDBBackend, "get_item", throttled)
+        # When an order is recorded
+        response = api(RECORD_PURCHASES, CUSTOMER, body=body)
+    # Then it is a 503 with Retry-After, and neither a history nor an order record is left
+    assert response.status == 503, response.body
+    assert response.body["error"]["code"] == "unavailable"
+    assert int(response.headers["retry-after"]) >= 1
+    assert count(aws, TABLE) == count(aws, IDEMPOTENCY_TABLE) == 0
+    # And once DynamoDB recovers, the client's retry records the order
+    retried = api(RECORD_PURCHASES, CUSTOMER, body=body)
+    assert retried.status == 200, retried.body
+    assert retried.body["version"] == 1
