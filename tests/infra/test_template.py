@@ -17,7 +17,7 @@ TABLE = "RecommendationsTable"
 IDEMPOTENCY_TABLE = "IdempotencyTable"
 READ = {TABLE: {"dynamodb:GetItem"}}
 WRITE = {TABLE: {"dynamodb:GetItem", "dynamodb:PutItem"}}  # what recsys.store calls
-ORDERS = {IDEMPOTENCY_TABLE: {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}}
+ORDERS = {IDEMPOTENCY_TABLE: {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}}  # Powertools
 ACTIONS = {  # the exact DynamoDB actions each function may call, per table
     "CustomerRecommendationsFunction": WRITE,
     "ShowRecommendationsFunction": READ,
