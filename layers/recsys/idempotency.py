@@ -23,6 +23,7 @@ from aws_lambda_powertools.utilities.idempotency import (
 )
 from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyAlreadyInProgressError,
+    IdempotencyInconsistentStateError,
     IdempotencyPersistenceLayerError,
     IdempotencyValidationError,
 )
@@ -87,7 +88,8 @@ class DynamoDBLedger:
             raise OrderMismatchError(
                 "This order_id was recorded before with other purchases; use a new order_id for a new order", details
             ) from error
-        except IdempotencyAlreadyInProgressError as error:
+        except (IdempotencyAlreadyInProgressError, IdempotencyInconsistentStateError) as error:
+            # in progress; or (inconsistent state) its record expired or was deleted between Powertools' put and read
             raise OrderInProgressError("This order is being recorded right now; retry shortly", details) from error
         except IdempotencyPersistenceLayerError as error:
             logger.warning("Idempotency table call failed: %s", error.__cause__ or error)

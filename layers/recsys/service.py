@@ -216,22 +216,26 @@ def _no_list(customer_id: str) -> NotFoundError:
 
 
 def default_service(
-    settings: Settings, store: ListStore | None = None, client: DynamoDBClient | None = None
+    settings: Settings,
+    store: ListStore | None = None,
+    client: DynamoDBClient | None = None,
+    ledger: OrderLedger | None = None,
 ) -> RecommendationService:
     """The deployed composition: DynamoDB (or ``store``), the model named by the settings, loaded on first use, and
-    the order ledger on the idempotency table, made on first use; both tables through ``client`` if given."""
+    the order ledger on the idempotency table (or ``ledger``), made on first use; both tables through ``client`` if
+    given."""
     from recsys.store import DynamoDBStore, dynamodb_client
 
     chosen = client or dynamodb_client(settings)
 
-    def ledger() -> OrderLedger:
+    def dynamodb_ledger() -> OrderLedger:
         from recsys.idempotency import DynamoDBLedger  # Powertools' idempotency utility: record_purchases only
 
-        return DynamoDBLedger(settings, chosen)
+        return ledger or DynamoDBLedger(settings, chosen)
 
     return RecommendationService(
         settings,
         store or DynamoDBStore(settings, chosen),
         lambda: load_recommender(settings.resolved_model_dir()),
-        functools.cache(ledger),
+        functools.cache(dynamodb_ledger),
     )

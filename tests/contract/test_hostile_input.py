@@ -13,12 +13,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from recsys.operations import RECORD_PURCHASES
 from recsys.schemas import ID_PATTERN
 from recsys.settings import Settings
-from tests.support.api import TABLE, Api, Response
+from tests.support.api import IDEMPOTENCY_TABLE, TABLE, Api, Response
 from tests.support.data import UNKNOWN_CUSTOMER
 
 MAX_PRODUCTS_PER_REQUEST = Settings().max_products_per_request  # the default limit
+MAX_PURCHASES_PER_ORDER = Settings().max_purchases_per_order
 
 EXAMPLES = settings(
     max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture], database=None
@@ -105,6 +107,35 @@ raw_bodies = st.one_of(
 )
 
 
+purchases = st.builds(lambda product_id: {"product_id": product_id}, product_ids)
+not_ids = st.one_of(hostile_ids, wrong_types.filter(lambda value: not isinstance(value, str) or _invalid(value)))
+not_null = wrong_types.filter(lambda value: value is not None)  # null is a valid purchased_at (now) and country
+bad_purchases = st.one_of(
+    wrong_types,
+    st.fixed_dictionaries({"product_id": hostile_ids}),
+    st.fixed_dictionaries({"product_id": product_ids, "quantity": st.one_of(not_numbers, st.integers(max_value=0))}),
+    st.fixed_dictionaries({"product_id": product_ids, "quantity": st.integers(min_value=Settings().max_quantity + 1)}),
+    st.fixed_dictionaries({"product_id": product_ids, "purchased_at": st.one_of(not_null, st.just("2026-13-01"))}),
+    st.fixed_dictionaries({"product_id": product_ids, "purchased_at": st.just("2026-11-01T10:00:00")}),  # no zone
+    st.fixed_dictionaries({"product_id": product_ids, "purchased_at": st.just("2999-01-01T00:00:00Z")}),
+    st.fixed_dictionaries({"product_id": product_ids, "price": wrong_types}),
+)
+order_bodies = st.one_of(
+    st.fixed_dictionaries({"order_id": not_ids, "purchases": st.lists(purchases, min_size=1)}),
+    st.fixed_dictionaries({"order_id": st.just("o-1"), "purchases": st.one_of(wrong_types, st.just([]))}),
+    st.fixed_dictionaries({"order_id": st.just("o-1"), "purchases": st.lists(bad_purchases, min_size=1, max_size=3)}),
+    st.fixed_dictionaries(
+        {"order_id": st.just("o-1"), "purchases": st.lists(purchases, min_size=MAX_PURCHASES_PER_ORDER + 1)}
+    ),
+    st.fixed_dictionaries({"order_id": st.just("o-1"), "purchases": st.lists(purchases, min_size=1), "x": wrong_types}),
+    st.fixed_dictionaries(
+        {"order_id": st.just("o-1"), "purchases": st.lists(purchases, min_size=1), "country": not_null}
+    ).filter(lambda body: not isinstance(body["country"], str) or body["country"] == ""),
+    st.fixed_dictionaries({"purchases": st.lists(purchases, min_size=1)}),
+    wrong_types,
+)
+
+
 def _parses(text: str) -> bool:
     try:
         json.loads(text)
@@ -161,6 +192,19 @@ def test_invalid_delete_bodies_are_rejected_and_nothing_is_written(api: Api, aws
     # Then 422 in the error shape, and the table is as it was
     assert_rejected(response, 422)
     assert stored(aws) == before
+
+
+@given(body=order_bodies)
+@EXAMPLES
+def test_invalid_orders_are_rejected_and_nothing_is_written(api: Api, aws: Any, body: Any) -> None:
+    # Given an order with a bad or missing order_id, no, too many or malformed purchases (hostile product ids, zero,
+    # huge or non-integer quantities, dates without a zone, far in the future or not dates), extra fields
+    # When it is recorded
+    response = api(RECORD_PURCHASES, CUSTOMER, body=body)
+    # Then 422 in the error shape, and nothing is stored: no history, no idempotency record
+    assert_rejected(response, 422)
+    assert stored(aws) == []
+    assert aws.scan(TableName=IDEMPOTENCY_TABLE)["Count"] == 0
 
 
 @given(raw=raw_bodies, method=st.sampled_from(["PATCH", "DELETE"]))

@@ -15,7 +15,13 @@ pytest.importorskip("scann")
 pytest.importorskip("moto")
 
 SECTIONS = ("machine", "versions", "model", "footprint", "cold_start", "retrieval", "wrapper", "batch", "handlers")
-OPERATIONS = ("customer_recommendations", "show_recommendations", "update_recommendations", "delete_recommendations")
+OPERATIONS = (
+    "customer_recommendations",
+    "show_recommendations",
+    "update_recommendations",
+    "delete_recommendations",
+    "record_purchases",
+)
 
 
 def _figures(node: Any, path: str = "") -> list[tuple[str, dict[str, Any]]]:

@@ -38,7 +38,7 @@ class Sizes:
     cold_repeat: int
     batch_repeat: int
     single_customers: int  # customers in the one-per-call generation loop
-    cold_operations: tuple[str, ...] | None = None  # functions whose cold start is measured (None: all four)
+    cold_operations: tuple[str, ...] | None = None  # functions whose cold start is measured (None: all)
 
 
 FULL = Sizes(

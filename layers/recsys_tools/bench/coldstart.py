@@ -18,8 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from recsys.artifact import Artifact
+from recsys.operations import OPERATIONS, RECORD_PURCHASES
 from recsys.settings import REPO_ROOT, Settings
-from recsys_tools.bench.handlers import BENCHED, lambda_environment, patched_environ, request_events
+from recsys_tools.bench.handlers import (
+    IDEMPOTENCY_TABLE,
+    lambda_environment,
+    patched_environ,
+    request_events,
+    with_order_id,
+)
 from recsys_tools.bench.timing import summarize
 
 CHILD = Path(__file__).with_name("coldstart_child.py")
@@ -40,13 +47,19 @@ def _seed(events: dict[str, dict[str, Any]]) -> None:
     from recsys.store import DynamoDBStore
     from recsys_tools.local_stack import create_table
 
-    settings = Settings()
+    settings = Settings(idempotency_table_name=IDEMPOTENCY_TABLE)  # the record function's
     create_table(settings)
     store = DynamoDBStore(settings)
     customer = events["show_recommendations"]["pathParameters"]["customer_id"]
     products = [*json.loads(events["delete_recommendations"]["body"])["product_ids"], "seeded-1", "seeded-2"]
     items = tuple(Recommendation(p, 1.0 / (i + 1), "model") for i, p in enumerate(products))
     store.put(RecommendationList(customer, items=items))
+
+
+def _event(events: dict[str, dict[str, Any]], name: str, i: int) -> dict[str, Any] | None:
+    """The event of run ``i`` of ``name``: record_purchases gets a new order each time (not a redelivery)."""
+    event = events.get(name)
+    return with_order_id(event, f"cold-{i}") if event is not None and name == RECORD_PURCHASES.name else event
 
 
 def _spawn(operation: str, event: dict[str, Any] | None, env: dict[str, str], result_path: Path) -> dict[str, Any]:
@@ -84,8 +97,8 @@ def _summaries(runs: list[dict[str, Any]]) -> dict[str, Any]:
 def cold_starts(
     model_dir: Path, *, repeat: int, operations: tuple[str, ...] | None = None, concurrent: bool = False
 ) -> dict[str, Any]:
-    """Per operation (the four benchmarked ones by default) and the reference import: each phase's median/p90/p99
-    over ``repeat`` fresh interpreters.
+    """Per operation (all by default) and the reference import: each phase's median/p90/p99 over ``repeat`` fresh
+    interpreters (record_purchases records a new order in each).
 
     ``concurrent`` starts them all at once, one per core (a smoke test: the figures then mean little)."""
     from moto.server import ThreadedMotoServer
@@ -100,7 +113,7 @@ def cold_starts(
             _seed(events)
         path = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)
         child = os.environ | endpoint | {"PYTHONPATH": path}  # functions.<op>.app importable, as from the task root
-        chosen = operations or tuple(op.name for op in BENCHED)
+        chosen = operations or tuple(op.name for op in OPERATIONS)
         envs = {name: child | lambda_environment(model_dir, name) | endpoint for name in chosen}
         envs[REFERENCE] = child
         # round-robin, so a busy moment does not hit one function only
@@ -108,7 +121,7 @@ def cold_starts(
         _byte_compile()
         with tempfile.TemporaryDirectory() as workdir, ThreadPoolExecutor(os.cpu_count() if concurrent else 1) as pool:
             spawned = pool.map(
-                lambda i: _spawn(names[i], events.get(names[i]), envs[names[i]], Path(workdir) / f"{i}.json"),
+                lambda i: _spawn(names[i], _event(events, names[i], i), envs[names[i]], Path(workdir) / f"{i}.json"),
                 range(len(names)),
             )
             runs: dict[str, list[dict[str, Any]]] = {}

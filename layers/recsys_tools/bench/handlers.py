@@ -1,15 +1,18 @@
-"""The four recommendation-list Lambda handlers end to end: an HTTP API v2 event through Mangum, FastAPI and
-Powertools to the store.
+"""The Lambda handlers end to end: an HTTP API v2 event through Mangum, FastAPI and Powertools to the store.
 
 Warm latency is measured in this process three ways: with DynamoDB under moto's ``mock_aws``; with DynamoDB replayed
 (each operation answered at the HTTP layer with the response moto last gave it, so botocore still serialises, signs
 and parses every call but no server runs: DynamoDB at zero latency, without moto's slow response serialiser); and with
 the service's store swapped for an in-memory one (no boto3 at all), which leaves the handler, service and model.
+record_purchases records a new order on every call (its idempotency layer, Powertools', on the same DynamoDB client;
+in memory, recsys_tools.fakes.InMemoryLedger): a redelivery would be a cheaper path.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
+import json
 import os
 from collections.abc import Callable, Iterator, Mapping
 from functools import partial
@@ -18,19 +21,16 @@ from typing import Any
 
 from recsys.artifact import Artifact
 from recsys.handler import make_handler
-from recsys.operations import DELETE, GENERATE, SHOW, UPDATE
-from recsys.service import ListStore, RecommendationService, default_service
+from recsys.operations import DELETE, GENERATE, OPERATIONS, RECORD_PURCHASES, SHOW, UPDATE
+from recsys.service import RecommendationService, default_service
 from recsys.settings import Settings
 from recsys_tools.bench.timing import Figure, measure
 from recsys_tools.events import FakeLambdaContext, http_api_event
-from recsys_tools.fakes import InMemoryStore
+from recsys_tools.fakes import InMemoryLedger, InMemoryStore
 from recsys_tools.template import environment, function_for, load_template, table_names
 
 TABLE = "recommendations-bench"
 IDEMPOTENCY_TABLE = "recommendations-bench-idempotency"
-# record_purchases is not benchmarked yet: its idempotency layer makes its own DynamoDB calls, which the replayed and
-# in-memory variants would need a stand-in for (recsys_tools.fakes.InMemoryLedger is one)
-BENCHED = (GENERATE, SHOW, UPDATE, DELETE)
 REGION = "us-east-1"
 
 
@@ -64,9 +64,11 @@ def patched_environ(values: Mapping[str, str], remove: tuple[str, ...] = ("DYNAM
 
 
 def request_events(model: Artifact) -> dict[str, dict[str, Any]]:
-    """One request per operation for a customer the model knows (update: two products for the model to score)."""
+    """One request per operation for a customer the model knows (update: two products for the model to score;
+    record_purchases: an order of two products, see ``with_order_id``)."""
     customer = min(model.customers)
     first, second, third = sorted(model.catalogue)[:3]
+    order = {"order_id": "bench-0", "purchases": [{"product_id": first, "quantity": 2}, {"product_id": second}]}
     return {
         GENERATE.name: http_api_event(GENERATE, customer, query={"k": "20"}),
         SHOW.name: http_api_event(SHOW, customer),
@@ -74,7 +76,13 @@ def request_events(model: Artifact) -> dict[str, dict[str, Any]]:
             UPDATE, customer, body={"products": [{"product_id": first}, {"product_id": second}]}
         ),
         DELETE.name: http_api_event(DELETE, customer, body={"product_ids": [third]}),
+        RECORD_PURCHASES.name: http_api_event(RECORD_PURCHASES, customer, body=order),
     }
+
+
+def with_order_id(event: dict[str, Any], order_id: str) -> dict[str, Any]:
+    """A record_purchases event for another order (the same order again would be a redelivery: nothing recorded)."""
+    return event | {"body": json.dumps(json.loads(event["body"]) | {"order_id": order_id})}
 
 
 class _Body:
@@ -86,13 +94,15 @@ class _Body:
 
 
 @contextlib.contextmanager
-def dynamodb_recorded(client: Any) -> Iterator[dict[str, dict[str, Any]]]:
-    """The last HTTP response of each DynamoDB operation the client makes, by operation name."""
+def dynamodb_recorded(client: Any, caller: Callable[[], str]) -> Iterator[dict[str, dict[str, Any]]]:
+    """The last HTTP response of each DynamoDB operation the client makes, by caller (whatever ``caller()`` says at
+    the time: the handler being benchmarked, since a customer's list and history both answer GetItem) and operation
+    name."""
     recorded: dict[str, dict[str, Any]] = {}
 
     def record(event_name: str, response_dict: dict[str, Any] | None, **_: Any) -> None:
         if response_dict is not None:
-            recorded[event_name.rsplit(".", 1)[-1]] = response_dict
+            recorded[f"{caller()} {event_name.rsplit('.', 1)[-1]}"] = response_dict
 
     client.meta.events.register("response-received.dynamodb", record)
     try:
@@ -102,12 +112,13 @@ def dynamodb_recorded(client: Any) -> Iterator[dict[str, dict[str, Any]]]:
 
 
 @contextlib.contextmanager
-def dynamodb_replayed(client: Any, recorded: dict[str, dict[str, Any]]) -> Iterator[None]:
-    """Answer the client's DynamoDB calls with the recorded responses (an operation not recorded fails)."""
+def dynamodb_replayed(client: Any, recorded: dict[str, dict[str, Any]], caller: Callable[[], str]) -> Iterator[None]:
+    """Answer the client's DynamoDB calls with the responses recorded for the same caller and operation (one not
+    recorded fails)."""
     from botocore.awsrequest import AWSResponse
 
     def reply(event_name: str, request: Any, **_: Any) -> AWSResponse:
-        response = recorded[event_name.rsplit(".", 1)[-1]]
+        response = recorded[f"{caller()} {event_name.rsplit('.', 1)[-1]}"]
         return AWSResponse(request.url, response["status_code"], response["headers"], _Body(response["body"]))
 
     client.meta.events.register_first("before-send.dynamodb", reply)
@@ -117,15 +128,11 @@ def dynamodb_replayed(client: Any, recorded: dict[str, dict[str, Any]]) -> Itera
         client.meta.events.unregister("before-send.dynamodb", reply)
 
 
-def _handlers(model_dir: Path, store: Callable[[Settings], ListStore]) -> dict[str, Any]:
+def _handlers(model_dir: Path, service: Callable[[Settings], RecommendationService]) -> dict[str, Any]:
     """Every operation's handler, each built in its own function's environment (generate/update load the model)."""
     handlers = {}
-    for op in BENCHED:
+    for op in OPERATIONS:
         with patched_environ(lambda_environment(model_dir, op.name)):
-
-            def service(settings: Settings) -> RecommendationService:
-                return default_service(settings, store(settings))
-
             handlers[op.name] = make_handler(op.name, service_factory=service)
     return handlers
 
@@ -134,34 +141,42 @@ def warm_handlers(model_dir: Path, *, repeat: int, warmup: int) -> dict[str, dic
     """Per operation: warm end-to-end latency with DynamoDB under moto, replayed, and with the in-memory store."""
     from moto import mock_aws
 
-    from recsys.store import DynamoDBStore, dynamodb_client
+    from recsys.store import dynamodb_client
     from recsys_tools.local_stack import create_table
 
     events = request_events(Artifact(model_dir))
     context = FakeLambdaContext()
+    orders = itertools.count(1)  # a new order per record_purchases call, in every variant
+    current = [""]  # the operation being invoked: the recording and the replay are kept per operation
 
     def calls(handlers: dict[str, Any]) -> dict[str, Callable[[int], None]]:
         def invoke(operation: str, _: int) -> None:
-            status = handlers[operation](events[operation], context)["statusCode"]
+            current[0] = operation
+            event = events[operation]
+            if operation == RECORD_PURCHASES.name:
+                event = with_order_id(event, f"bench-{next(orders)}")
+            status = handlers[operation](event, context)["statusCode"]
             if status != 200:
                 raise RuntimeError(f"{operation} answered {status}")
 
-        return {op.name: partial(invoke, op.name) for op in BENCHED}
+        return {op.name: partial(invoke, op.name) for op in OPERATIONS}
 
     with (
         patched_environ(lambda_environment(model_dir)),
         open(os.devnull, "w") as sink,  # Powertools prints each invocation's metrics (EMF) to stdout
         contextlib.redirect_stdout(sink),
     ):
-        settings = Settings()
-        client = dynamodb_client(settings)  # one client for every handler, observed by the recorder
-        on_dynamodb = _handlers(model_dir, lambda s: DynamoDBStore(s, client))
+        settings = Settings(idempotency_table_name=IDEMPOTENCY_TABLE)  # the record function's, as its environment says
+        client = dynamodb_client(settings)  # one client for every handler and both tables, observed by the recorder
+        on_dynamodb = _handlers(model_dir, lambda s: default_service(s, client=client))
         with mock_aws():
             create_table(settings)
-            with dynamodb_recorded(client) as recorded:
+            with dynamodb_recorded(client, lambda: current[0]) as recorded:
                 figures = {"dynamodb_moto": measure(calls(on_dynamodb), repeat, warmup)}
-        with dynamodb_replayed(client, recorded):  # moto stopped: its hook passes, the recording answers
+        # moto stopped: its hook passes, the recording answers
+        with dynamodb_replayed(client, recorded, lambda: current[0]):
             figures["dynamodb_replayed"] = measure(calls(on_dynamodb), repeat, warmup)
-        memory = InMemoryStore()
-        figures["in_memory_store"] = measure(calls(_handlers(model_dir, lambda _: memory)), repeat, warmup)
+        memory, ledger = InMemoryStore(), InMemoryLedger()
+        in_memory = _handlers(model_dir, lambda s: default_service(s, memory, ledger=ledger))
+        figures["in_memory_store"] = measure(calls(in_memory), repeat, warmup)
     return figures
