@@ -1,7 +1,7 @@
-"""`recsys serve`: the four routers as one local app with /docs, on an embedded DynamoDB unless one is configured.
+"""`recsys serve`: every operation's router in one app with /docs, on an embedded DynamoDB unless one is configured.
 
 With neither DYNAMODB_ENDPOINT_URL nor TABLE_NAME in the environment it starts moto's DynamoDB server on loopback and
-creates the table from template.yaml; otherwise it uses the configured endpoint/table as they are.
+creates the tables from template.yaml; otherwise it uses the configured endpoint/tables as they are.
 """
 
 from __future__ import annotations
@@ -69,7 +69,9 @@ def run(args: argparse.Namespace) -> int:
         f"  OpenAPI:   {base}/openapi.json\n"
         "Try:\n"
         f"  curl -s -X POST '{base}/customers/{EXAMPLE_CUSTOMER}/recommendations?k=5'\n"
-        f"  curl -s {base}/customers/{EXAMPLE_CUSTOMER}/recommendations\n",
+        f"  curl -s {base}/customers/{EXAMPLE_CUSTOMER}/recommendations\n"
+        f"  curl -s -X POST -H 'content-type: application/json' {base}/customers/{EXAMPLE_CUSTOMER}/purchases \\\n"
+        """    -d '{"order_id": "536365", "purchases": [{"product_id": "85123A", "quantity": 6}]}'\n""",
         flush=True,
     )
     uvicorn.run(create_app(settings, lambda: service), host=args.host, port=args.port, log_level="info")

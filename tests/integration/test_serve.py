@@ -1,4 +1,5 @@
-"""`recsys serve` (the README's first command, after set-up): /docs and a generate/show round trip over HTTP."""
+"""`recsys serve` (the README's first command, after set-up): /docs, a generate/show round trip and an order recorded
+once over HTTP (the embedded DynamoDB has both tables)."""
 
 from __future__ import annotations
 
@@ -21,3 +22,9 @@ def test_serve_answers_docs_and_a_generate_show_round_trip(served: str) -> None:
     status, shown = request("GET", f"{served}/customers/{KNOWN_CUSTOMER}/recommendations")
     assert status == 200
     assert shown == generated
+
+    order = {"order_id": "serve-1", "purchases": [{"product_id": "85123A", "quantity": 2}]}
+    recorded = [request("POST", f"{served}/customers/{KNOWN_CUSTOMER}/purchases", order) for _ in range(2)]
+    assert recorded[0][0] == 200
+    assert recorded[0][1]["version"] == 1
+    assert recorded[1] == recorded[0]  # the redelivery: same answer, nothing written

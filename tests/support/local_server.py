@@ -23,11 +23,14 @@ def free_port() -> int:
         return port
 
 
-def request(method: str, url: str) -> tuple[int, Any]:
-    """(status, JSON body or raw bytes) of one request; raises OSError (HTTPError) on failure."""
+def request(method: str, url: str, body: Any = None) -> tuple[int, Any]:
+    """(status, JSON body or raw bytes) of one request, with ``body`` as JSON if given; raises OSError (HTTPError) on
+    failure."""
     import urllib.request
 
-    req = urllib.request.Request(url, method=method)
+    data = None if body is None else json.dumps(body).encode()
+    headers = {} if body is None else {"content-type": "application/json"}
+    req = urllib.request.Request(url, data=data, headers=headers, method=method)
     with urllib.request.urlopen(req, timeout=30) as response:  # nosec B310
         body = response.read()
         return response.status, json.loads(body) if response.headers.get_content_type() == "application/json" else body
