@@ -21,11 +21,12 @@ from recsys.operations import OPERATIONS
 from recsys.recommender import Recommender, load_recommender
 from recsys.service import RecommendationService, default_service
 from recsys.settings import load_settings
+from recsys.store import DynamoDBStore
 from recsys_tools.bench.handlers import lambda_environment
 from recsys_tools.local_stack import create_table
 from recsys_tools.template import functions, load_template
 from tests.support.api import TABLE, Api, via_lambda, via_local_app
-from tests.support.data import write_data_slice
+from tests.support.data import SliceHistories, slice_histories, write_data_slice
 from tests.support.local_server import recsys_serve
 
 
@@ -39,15 +40,26 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return train_and_export(data, root, params=TrainParams.tiny(), version="test")
 
 
+@pytest.fixture(scope="session")
+def histories(model_dir: Path) -> SliceHistories:
+    """The training slice's customers' histories (what `recsys import-history` would seed), as of the slice's end."""
+    return slice_histories(model_dir.parent / "slice.csv.gz")
+
+
 @pytest.fixture
-def aws(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """moto's DynamoDB with the template's table; the service configured for it. Yields a DynamoDB client."""
+def aws(model_dir: Path, histories: SliceHistories, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """moto's DynamoDB with the template's tables, seeded with the training slice's purchase histories (as
+    `recsys import-history` seeds them); the service configured for it. Yields a DynamoDB client."""
     env = lambda_environment(model_dir) | {"TABLE_NAME": TABLE, "POWERTOOLS_METRICS_NAMESPACE": "RecsysTest"}
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("DYNAMODB_ENDPOINT_URL", raising=False)
     with mock_aws():
-        create_table(load_settings())
+        settings = load_settings()
+        create_table(settings)
+        store = DynamoDBStore(settings)
+        for history in histories.by_customer.values():
+            store.put_history(history)
         yield boto3.client("dynamodb", region_name="us-east-1")
 
 
@@ -91,8 +103,9 @@ def api(build_api: Callable[..., Api], service: RecommendationService) -> Api:
 
 @pytest.fixture
 def served(model_dir: Path, tmp_path: Path) -> Iterator[str]:
-    """The base URL of a `recsys serve` started for the test (embedded DynamoDB, the session's model)."""
-    with recsys_serve(model_dir, tmp_path / "serve.log") as base:
+    """The base URL of a `recsys serve` started for the test: the session's model, an embedded DynamoDB seeded with the
+    training slice's histories."""
+    with recsys_serve(model_dir, tmp_path / "serve.log", model_dir.parent / "slice.csv.gz") as base:
         yield base
 
 

@@ -3,23 +3,23 @@ No TensorFlow here.
 
 Layout of ``model_artifacts/<version>/``::
 
-    saved_model/     SavedModel (TensorFlow + scann only) with the signatures
-                     recommend(customer_ids: string[B]) -> {product_ids: string[B, K_MAX], scores: float32[B, K_MAX]}
+    saved_model/     SavedModel (TensorFlow + scann only), nothing per customer, with the signatures
+                     query(product_ids: string[N], counts: float32[N], ages_days: float32[N], country: string[])
+                         -> {query: float32[D]}: the query tower on one purchase history (times bought and days
+                         since last bought per product); unknown products and countries add nothing
+                     recommend(queries: float32[B, D]) -> {product_ids: string[B, K_MAX], scores: float32[B, K_MAX]}
                          ScaNN top-K_MAX; rows padded with product_id "" and score -inf when fewer results exist
-                     recommend_exact(customer_ids: string[B]) -> same, by brute-force dot products
-                     score(customer_id: string[], product_ids: string[N]) -> {scores: float32[N]}
-                     Unknown ids map to an untrained OOV row inside the model: check them against the
-                     vocabularies below first.
-                     and the objects serving uses directly (one request = one ScaNN op, no tf.function call):
-                     scann (the index: scann_ops.searcher_from_module), customer_embeddings, product_embeddings
-                     (float32[N + 1, D], last row the OOV row), customer_vocabulary (string[N]) and
-                     product_vocabulary (string[N + 1], last the padding id ""): the ids of the rows, in order.
+                     recommend_exact(queries: float32[B, D]) -> same, by brute-force dot products
+                     score(query: float32[D], product_ids: string[N]) -> {scores: float32[N]} (unknown ids: 0)
+                     and the objects serving uses directly (one request = numpy + one ScaNN op, no tf.function):
+                     scann (the index: scann_ops.searcher_from_module); product_embeddings, history_embeddings
+                     (float32[P + 1, D]) and country_embeddings (float32[C + 1, D]), each with a last all-zero OOV
+                     row; product_vocabulary (string[P + 1], last the padding id "") and country_vocabulary
+                     (string[C]): the ids of the rows, in order; recency_half_life_days (float32).
     manifest.json    version, created_at, data_sha256, parameters, vocabulary sizes, k_max, embedding_dim,
                      index parameters, scann_recall_at_10, metrics
-    customers.json   the customer vocabulary (list of ids)
     catalogue.json   {product_id: name} for every product in the model's vocabulary
-    popular.json     [{product_id, score}] most popular first (fallback for unknown customers)
-    purchases.json   {customer_id: {product_id: times bought}} in the training data, most bought first
+    popular.json     [{product_id, score}] most popular first (for customers without a usable history)
 
 ``model_artifacts/CURRENT`` holds the name of the version that is served.
 """
@@ -36,10 +36,8 @@ from typing import Any
 
 SAVED_MODEL_DIR = "saved_model"
 MANIFEST = "manifest.json"
-CUSTOMERS = "customers.json"
 CATALOGUE = "catalogue.json"
 POPULAR = "popular.json"
-PURCHASES = "purchases.json"
 CURRENT = "CURRENT"
 
 
@@ -72,10 +70,6 @@ class Artifact:
         return int(self.manifest["k_max"])
 
     @cached_property
-    def customers(self) -> frozenset[str]:
-        return frozenset(_read_json(self.path / CUSTOMERS))
-
-    @cached_property
     def catalogue(self) -> dict[str, str]:
         catalogue: dict[str, str] = _read_json(self.path / CATALOGUE)
         return catalogue
@@ -83,11 +77,6 @@ class Artifact:
     @cached_property
     def popular(self) -> list[tuple[str, float]]:
         return [(row["product_id"], float(row["score"])) for row in _read_json(self.path / POPULAR)]
-
-    @cached_property
-    def purchases(self) -> dict[str, dict[str, int]]:
-        purchases: dict[str, dict[str, int]] = _read_json(self.path / PURCHASES)
-        return purchases
 
 
 def staging_dir(artifacts_root: Path, version: str) -> Path:
@@ -101,20 +90,15 @@ def write_artifact(
     path: Path,
     *,
     manifest: dict[str, Any],
-    customers: Sequence[str],
     catalogue: dict[str, str],
     popular: Sequence[tuple[str, float]],
-    purchases: dict[str, dict[str, int]],
 ) -> None:
     """Write the files of the layout above beside the SavedModel already exported to ``path/saved_model``; each
-    argument is in the form the reader above returns (``popular`` most popular first, ``purchases`` most bought
-    first)."""
+    argument is in the form the reader above returns (``popular`` most popular first)."""
     path.mkdir(parents=True, exist_ok=True)
     _write_json(path / MANIFEST, manifest)
-    _write_json(path / CUSTOMERS, list(customers))
     _write_json(path / CATALOGUE, catalogue)
     _write_json(path / POPULAR, [{"product_id": product, "score": score} for product, score in popular])
-    _write_json(path / PURCHASES, purchases)
 
 
 def publish(staging: Path, artifacts_root: Path, version: str, *, make_current: bool = True) -> Path:

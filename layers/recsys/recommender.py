@@ -1,17 +1,18 @@
 """The served model: the only serving module that imports TensorFlow and scann.
 
-Loaded once per process (``load_recommender``); ids are checked against the artifact's vocabularies before they reach
-the model, because inside it unknown ids map to an untrained out-of-vocabulary row.
+Loaded once per process (``load_recommender``). It holds nothing per customer: a customer's query is computed from
+their purchase history at request time. Product ids are checked against the model's vocabulary first (unknown ones
+are left out of a query and cannot be scored).
 """
 
 from __future__ import annotations
 
-import math
 import sys
 from collections.abc import Collection, Mapping
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from recsys.artifact import Artifact
 from recsys.errors import ModelUnavailableError
@@ -22,7 +23,10 @@ if TYPE_CHECKING:  # numpy is loaded with TensorFlow: show and delete import thi
     import numpy.typing as npt
 
     Floats = npt.NDArray[np.float32]
+    Ints = npt.NDArray[np.int64]
+    Ids = npt.NDArray[np.object_]
 
+DAY = 86_400.0  # seconds
 KERAS_EAGER_IMPORT = "keras.src.optimizers"
 SKIP_MEASURED_ON = "2.20."  # the TensorFlow release whose import the Keras skip was measured and tested on
 
@@ -57,14 +61,45 @@ def import_tensorflow() -> Any:
     return tf
 
 
-class Recommender:
-    """The served model: retrieval by the SavedModel's ScaNN index, scoring by the dot products of its embeddings.
+class Bought(Protocol):
+    """What the model reads of one product in a purchase history (recsys.domain.ProductHistory)."""
 
-    A request runs one eager ScaNN op (the searcher is rebuilt from the SavedModel's index once, at load) and numpy
-    on the embedding tables; no tf.function is called, because here calling one costs more than the search itself
-    (README, Performance). The SavedModel's signatures compute the same and serve batch use."""
+    @property
+    def count(self) -> int: ...
+
+    @property
+    def last_purchased(self) -> int: ...  # epoch seconds
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """Products best first, as arrays until the final k are chosen."""
+
+    product_ids: Ids
+    scores: Floats
+
+    def top(self, k: int, exclude: Collection[str] = ()) -> list[tuple[str, float]]:
+        """The best ``k`` (product_id, score), leaving out ``exclude``."""
+        import numpy as np
+
+        ids, scores = self.product_ids, self.scores
+        if exclude:
+            keep = ~np.isin(ids, np.fromiter(exclude, dtype=object, count=len(exclude)))
+            ids, scores = ids[keep], scores[keep]
+        return list(zip(ids[:k].tolist(), scores[:k].tolist(), strict=True))
+
+
+class Recommender:
+    """The served model: a customer's query from their live purchase history (the query tower's arithmetic on the
+    SavedModel's tables), retrieval by the SavedModel's ScaNN index, and the buy-again blend.
+
+    A request runs numpy and one eager ScaNN op (the searcher is rebuilt from the SavedModel's index once, at load); no
+    tf.function is called, because here calling one costs more than the search itself (README, Performance). The
+    SavedModel's signatures compute the same (pinned by tests) and serve batch use."""
 
     def __init__(self, artifact: Artifact) -> None:
+        import numpy as np
+
         tf = import_tensorflow()
         from scann.scann_ops.py import scann_ops
 
@@ -73,32 +108,35 @@ class Recommender:
         model = tf.saved_model.load(str(artifact.saved_model_path))
         self._model = model  # keeps the searcher's and the signatures' variables alive
         self._searcher = scann_ops.searcher_from_module(model.scann)
-        customers = _strings(model.customer_vocabulary.numpy())
-        self._product_ids = _strings(model.product_vocabulary.numpy())[:-1]  # the last is the padding id
-        self._customer_rows = {customer_id: row for row, customer_id in enumerate(customers)}
-        self._product_rows = {product_id: row for row, product_id in enumerate(self._product_ids)}
-        self._customer_vectors: Floats = model.customer_embeddings.numpy()[: len(customers)]
-        self._product_vectors: Floats = model.product_embeddings.numpy()[: len(self._product_ids)]
+        product_ids = _strings(model.product_vocabulary.numpy())[:-1]  # the last is the padding id
+        countries = _strings(model.country_vocabulary.numpy())
+        self._product_ids: Ids = np.asarray(product_ids, dtype=object)
+        self._product_rows = {product_id: row for row, product_id in enumerate(product_ids)}
+        self._country_rows = {country: row for row, country in enumerate(countries)}
+        self._product_vectors: Floats = model.product_embeddings.numpy()[: len(product_ids)]
+        self._history_vectors: Floats = model.history_embeddings.numpy()[: len(product_ids)]
+        self._country_vectors: Floats = model.country_embeddings.numpy()[: len(countries)]
+        self._half_life_days = float(model.recency_half_life_days.numpy())
         index = artifact.manifest["index"]
         self._leaves_to_search: int | None = index["leaves_to_search"] if index["kind"] == "tree_ah" else None
         self.buy_again_weight = float(artifact.manifest.get("parameters", {}).get("buy_again_weight", 0.0))
+        popular = artifact.popular
+        self._popular = Ranked(
+            np.asarray([p for p, _ in popular], dtype=object), np.asarray([s for _, s in popular], np.float32)
+        )
 
     @property
     def version(self) -> str:
         return self.artifact.version
 
-    def run_signature(self, name: str, **inputs: Any) -> dict[str, Any]:
-        """Call the SavedModel's signature ``name`` (batch use: ``recommend``, ``recommend_exact``, ``score``, see
-        recsys.artifact) and return its outputs as numpy arrays."""
-        outputs = self._model.signatures[name](**{key: self._tf.constant(value) for key, value in inputs.items()})
-        return {key: value.numpy() for key, value in outputs.items()}
-
     @property
     def _k_max(self) -> int:
         return min(self.artifact.k_max, len(self._product_ids))
 
-    def knows_customer(self, customer_id: str) -> bool:
-        return customer_id in self._customer_rows
+    def product_id(self, row: int) -> str:
+        """The id of a product row (as ``candidates`` returns them)."""
+        product_id: str = self._product_ids[row]
+        return product_id
 
     def unknown_products(self, product_ids: list[str]) -> list[str]:
         return [p for p in product_ids if p not in self._product_rows]
@@ -106,74 +144,106 @@ class Recommender:
     def name(self, product_id: str) -> str | None:
         return self.artifact.catalogue.get(product_id)
 
-    def purchased(self, customer_id: str) -> Mapping[str, int]:
-        """How many times the customer bought each product (training data)."""
-        return self.artifact.purchases.get(customer_id, {})
+    def popular(self) -> Ranked:
+        return self._popular
 
-    def popular(self) -> list[tuple[str, float]]:
-        return self.artifact.popular
-
-    def candidates(self, customer_id: str) -> list[tuple[str, float]]:
-        """ScaNN's top k_max products for a known customer by model score, best first (approximate)."""
-        # tf.constant: half the cost of letting the op convert the numpy row (~0.02 vs ~0.04 ms here)
-        query = self._tf.constant(self._query(customer_id)[None])
-        indices, scores = self._searcher.search_batched(
-            query, final_num_neighbors=self._k_max, leaves_to_search=self._leaves_to_search
-        )
-        # ScaNN pads rows it cannot fill with index 0 and a NaN score (pinned by tests/unit/test_export.py)
-        hits = zip(indices.numpy()[0].tolist(), scores.numpy()[0].tolist(), strict=True)
-        return [(self._product_ids[row], score) for row, score in hits if math.isfinite(score)]
-
-    def exact_candidates(self, customer_id: str, exclude: Collection[str] = ()) -> list[tuple[str, float]]:
-        """The exact top k_max products by model score, best first, leaving out ``exclude`` (brute force)."""
+    def query(self, history: Mapping[str, Bought], country: str | None, now: float) -> Floats | None:
+        """The customer's query embedding from their purchase history as of ``now`` (epoch seconds): what the
+        SavedModel's ``query`` signature computes. None when the model knows none of the products bought."""
         import numpy as np
 
-        scores = self._product_vectors @ self._query(customer_id)
-        excluded = [self._product_rows[p] for p in exclude if p in self._product_rows]
-        scores[excluded] = -np.inf
-        k = min(self._k_max, len(scores) - len(excluded))
+        known = [(self._product_rows[p], b) for p, b in history.items() if p in self._product_rows]
+        if not known:
+            return None
+        rows = np.fromiter((row for row, _ in known), dtype=np.int64, count=len(known))
+        counts = np.fromiter((b.count for _, b in known), dtype=np.float32, count=len(known))
+        ages = np.fromiter((now - b.last_purchased for _, b in known), dtype=np.float32, count=len(known)) / DAY
+        # ages from the latest purchase: the weighted mean is the same, and old histories do not underflow
+        weights = np.log1p(counts) * np.exp2(-np.maximum(ages - ages.min(), 0.0) / self._half_life_days)
+        query: Floats = (weights @ self._history_vectors[rows]) / max(float(weights.sum()), 1e-6)
+        country_row = self._country_rows.get(country or "")
+        if country_row is not None:
+            query = query + self._country_vectors[country_row]
+        return query.astype(np.float32)
+
+    def candidates(self, query: Floats) -> tuple[Ints, Floats]:
+        """ScaNN's top k_max product rows by model score for ``query``, best first (approximate)."""
+        import numpy as np
+
+        # tf.constant: half the cost of letting the op convert the numpy row (~0.02 vs ~0.04 ms here)
+        indices, scores = self._searcher.search_batched(
+            self._tf.constant(query[None]), final_num_neighbors=self._k_max, leaves_to_search=self._leaves_to_search
+        )
+        rows, values = indices.numpy()[0], scores.numpy()[0]
+        valid = np.isfinite(values)  # ScaNN pads rows it cannot fill with index 0 and a NaN score (tests pin it)
+        return rows[valid].astype(np.int64), values[valid]
+
+    def exact_candidates(self, query: Floats, exclude_rows: Ints | None = None) -> tuple[Ints, Floats]:
+        """The exact top k_max product rows by model score, best first, leaving out ``exclude_rows`` (brute force)."""
+        import numpy as np
+
+        scores = self._product_vectors @ query
+        excluded = 0 if exclude_rows is None else len(exclude_rows)
+        if excluded:
+            scores[exclude_rows] = -np.inf
+        k = min(self._k_max, len(scores) - excluded)
         top = np.argpartition(scores, -k)[-k:] if 0 < k < len(scores) else np.arange(k)
         top = top[np.argsort(-scores[top], kind="stable")]
-        return [(self._product_ids[row], score) for row, score in zip(top.tolist(), scores[top].tolist(), strict=True)]
+        return top.astype(np.int64), scores[top]
 
-    def recommend(self, customer_id: str, *, exclude_purchased: bool = False) -> list[tuple[str, float]]:
-        """Up to k_max (product_id, score) for a known customer, best first, without duplicates.
+    def recommend(
+        self, history: Mapping[str, Bought], country: str | None, now: float, *, exclude_purchased: bool = False
+    ) -> Ranked | None:
+        """Up to k_max products for a customer with a usable history, best first, without duplicates; None without.
 
         Scores are the served blend (see ``score``); with ``exclude_purchased`` only products the customer never
         bought are ranked, by the model alone (the blend adds nothing to them)."""
-        ranked = dict(self.candidates(customer_id))
-        bought = self.purchased(customer_id)
+        import numpy as np
+
+        query = self.query(history, country, now)
+        if query is None:
+            return None
+        rows, scores = self.candidates(query)
+        bought = {self._product_rows[p]: b.count for p, b in history.items() if p in self._product_rows}
+        bought_rows = np.fromiter(bought, dtype=np.int64, count=len(bought))
         if exclude_purchased:
-            fresh = [(p, s) for p, s in ranked.items() if p not in bought]
-            return fresh if len(fresh) >= self.artifact.k_max // 2 else self.exact_candidates(customer_id, bought)
-        if self.buy_again_weight and bought:  # rank every past purchase too, not only those ScaNN returned
-            past = [p for p in bought if p not in ranked]
-            ranked |= dict(zip(past, self._model_scores(customer_id, past), strict=True))
-            ranked = {p: s + self._bonus(bought, p) for p, s in ranked.items()}
-        return sorted(ranked.items(), key=lambda item: item[1], reverse=True)
+            fresh = ~np.isin(rows, bought_rows)
+            if fresh.sum() >= self.artifact.k_max // 2:
+                rows, scores = rows[fresh], scores[fresh]
+            else:  # ScaNN's candidates were mostly past purchases: rank the whole catalogue without them
+                rows, scores = self.exact_candidates(query, bought_rows)
+        elif self.buy_again_weight and bought:  # rank every past purchase too, not only those ScaNN returned
+            past = bought_rows[~np.isin(bought_rows, rows)]
+            rows = np.concatenate([rows, past])
+            scores = np.concatenate([scores, self._product_vectors[past] @ query])
+            at = np.flatnonzero(np.isin(rows, bought_rows))  # where the past purchases stand among the candidates
+            counts = np.fromiter((bought[int(r)] for r in rows[at]), dtype=np.float32, count=len(at))
+            scores[at] += np.float32(self.buy_again_weight) * np.log1p(counts)
+            order = np.argsort(-scores, kind="stable")
+            rows, scores = rows[order], scores[order]
+        return Ranked(self._product_ids[rows], scores.astype(np.float32))
 
-    def score(self, customer_id: str, product_ids: list[str]) -> list[float]:
-        """Served scores of known products for a known customer: the model's dot product plus
-        ``buy_again_weight * log(1 + times the customer bought the product)`` (the manifest's blend)."""
-        bought = self.purchased(customer_id)
-        scores = self._model_scores(customer_id, product_ids)
-        return [s + self._bonus(bought, p) for p, s in zip(product_ids, scores, strict=True)]
+    def score(
+        self, history: Mapping[str, Bought], country: str | None, now: float, product_ids: list[str]
+    ) -> list[float] | None:
+        """Served scores of known products for a customer with a usable history (None without): the model's dot
+        product plus ``buy_again_weight * log(1 + times the customer bought the product)`` (the manifest's blend)."""
+        import numpy as np
 
-    def _bonus(self, bought: Mapping[str, int], product_id: str) -> float:
-        return self.buy_again_weight * math.log1p(bought.get(product_id, 0))
-
-    def _model_scores(self, customer_id: str, product_ids: list[str]) -> list[float]:
-        """The model's dot products (what the SavedModel's ``score`` signature computes)."""
-        if not product_ids:
-            return []
+        query = self.query(history, country, now)
+        if query is None:
+            return None
         rows = [self._product_rows[p] for p in product_ids]
-        scores: list[float] = (self._product_vectors[rows] @ self._query(customer_id)).tolist()
-        return scores
+        counts = np.asarray([history[p].count if p in history else 0 for p in product_ids], dtype=np.float32)
+        scores = self._product_vectors[rows] @ query + np.float32(self.buy_again_weight) * np.log1p(counts)
+        values: list[float] = scores.tolist()
+        return values
 
-    def _query(self, customer_id: str) -> Floats:
-        """The customer's query embedding (a view into the table)."""
-        query: Floats = self._customer_vectors[self._customer_rows[customer_id]]
-        return query
+    def run_signature(self, name: str, **inputs: Any) -> dict[str, Any]:
+        """Call the SavedModel's signature ``name`` (batch use and tests: ``query``, ``recommend``,
+        ``recommend_exact``, ``score``, see recsys.artifact) and return its outputs as numpy arrays."""
+        outputs = self._model.signatures[name](**{key: self._tf.constant(value) for key, value in inputs.items()})
+        return {key: value.numpy() for key, value in outputs.items()}
 
 
 def _strings(values: Any) -> list[str]:
@@ -186,7 +256,7 @@ def load_recommender(model_dir: Path) -> Recommender:
     try:
         artifact = Artifact(model_dir)
         # read every file now (before TensorFlow starts), not mid-request or outside this error handling
-        _ = artifact.version, artifact.customers, artifact.catalogue, artifact.popular, artifact.purchases
+        _ = artifact.version, artifact.catalogue, artifact.popular
         recommender = Recommender(artifact)
     except Exception as error:
         logger.exception("Cannot load the model from %s (set MODEL_DIR or model_artifacts/CURRENT)", model_dir)

@@ -78,16 +78,20 @@ class RecommendationService:
         return stored
 
     def generate(self, customer_id: str, k: int, exclude_purchased: bool = False) -> RecommendationList:
-        """Top-k from the model (popular products for customers the model does not know), stored and returned."""
+        """Top-k from the model for the customer's live purchase history, as of now (the most popular products when
+        the history holds nothing the model knows), without excluded products; stored and returned."""
         model = self._recommender()
-        source: Source
-        if model.knows_customer(customer_id):
-            candidates, source = model.recommend(customer_id, exclude_purchased=exclude_purchased), "model"
-        else:  # nothing bought that the model knows of: nothing to exclude either
-            candidates, source = model.popular(), "popular"
+        history = self.store.get_history(customer_id)
+        bought = history.products if history is not None else {}
+        country = history.country if history is not None else None
+        ranked = model.recommend(bought, country, time.time(), exclude_purchased=exclude_purchased)
+        source: Source = "model"
+        if ranked is None:
+            ranked, source = model.popular(), "popular"
+        leave_out = bought.keys() if exclude_purchased else frozenset()
 
         def apply(stored: RecommendationList) -> RecommendationList:
-            chosen = [(p, s) for p, s in candidates if p not in stored.excluded][:k]
+            chosen = ranked.top(k, stored.excluded | leave_out)
             items = tuple(Recommendation(p, s, source, model.name(p)) for p, s in chosen)
             return stored.evolve(items=items, model_version=model.version)
 
@@ -164,11 +168,17 @@ class RecommendationService:
             raise UnprocessableError(
                 "The model does not know these products; give them a score", {"unknown_product_ids": unknown}
             )
-        if to_score and not model.knows_customer(customer_id):
+        scores: list[float] | None = []
+        if to_score:
+            history = self.store.get_history(customer_id)
+            bought = history.products if history is not None else {}
+            scores = model.score(bought, history.country if history is not None else None, time.time(), to_score)
+        if scores is None:
             raise UnprocessableError(
-                "The model does not know this customer; give every product a score", {"customer_id": customer_id}
+                "No purchase the model knows is recorded for this customer; give every product a score",
+                {"customer_id": customer_id},
             )
-        model_scores = dict(zip(to_score, model.score(customer_id, to_score) if to_score else [], strict=True))
+        model_scores = dict(zip(to_score, scores, strict=True))
         return [
             Recommendation(p.product_id, p.score, "manual", model.name(p.product_id))
             if p.score is not None

@@ -1,4 +1,4 @@
-"""`recsys` command line: train | evaluate | serve | bench. Each subcommand imports its heavy modules lazily."""
+"""`recsys` command line: train | evaluate | import-history | serve | bench. Subcommands import heavy modules lazily."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from collections.abc import Sequence
 SUBCOMMANDS = {
     "train": ("recsys_tools.training.train_cli", "train, evaluate and export a model; mark it current"),
     "evaluate": ("recsys_tools.training.evaluate_cli", "time-split evaluation of a model against baselines"),
+    "import-history": ("recsys_tools.import_history", "seed the purchase histories in DynamoDB from a purchase CSV"),
     "serve": ("recsys_tools.serve", "run the API locally on an embedded DynamoDB"),
     "bench": ("recsys_tools.bench", "run the benchmarks and write a results file"),
 }

@@ -1,16 +1,21 @@
-"""`recsys serve`: every operation's router in one app with /docs, on an embedded DynamoDB unless one is configured.
+"""`recsys serve`: every operation's router as one local app with /docs, on an embedded DynamoDB unless one is
+configured.
 
-With neither DYNAMODB_ENDPOINT_URL nor TABLE_NAME in the environment it starts moto's DynamoDB server on loopback and
-creates the tables from template.yaml; otherwise it uses the configured endpoint/tables as they are.
+With neither DYNAMODB_ENDPOINT_URL nor TABLE_NAME in the environment it starts moto's DynamoDB server on loopback,
+creates the tables from template.yaml and seeds the purchase histories of the shipped data (`--seed-data`, as
+`recsys import-history` does), so the example customer is personalised; otherwise it uses the configured
+endpoint/tables as they are.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 
 from recsys.artifact import CURRENT
 from recsys.settings import Settings, load_settings
+from recsys_tools.training.params import DEFAULT_DATA
 
 EXAMPLE_CUSTOMER = "17850"
 
@@ -19,6 +24,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--dynamodb-port", type=int, default=8001, help="port of the embedded DynamoDB")
+    parser.add_argument(
+        "--seed-data",
+        type=Path,
+        default=DEFAULT_DATA,
+        help="purchase CSV whose histories seed the embedded DynamoDB (default: the shipped data)",
+    )
+    parser.add_argument("--no-seed", action="store_true", help="start the embedded DynamoDB without histories")
 
 
 def _ensure_model(settings: Settings) -> None:
@@ -57,6 +69,13 @@ def run(args: argparse.Namespace) -> int:
     else:
         settings = _start_embedded_dynamodb(settings, "127.0.0.1", args.dynamodb_port)
         where = f"embedded DynamoDB at {settings.dynamodb_endpoint_url}"
+        if not args.no_seed:
+            from recsys_tools.import_history import import_histories
+            from recsys_tools.training.data import load_purchases
+
+            print(f"Seeding the purchase histories of {args.seed_data.name}", flush=True)
+            outcomes = import_histories(settings, load_purchases(args.seed_data))
+            where += f", {outcomes['written']} customers' histories seeded"
     service = default_service(settings)
     try:
         service.load_model()  # load now: the first request is fast and a broken model shows here

@@ -145,7 +145,15 @@ def _parses(text: str) -> bool:
 
 
 def stored(aws: Any) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = aws.scan(TableName=TABLE, ConsistentRead=True)["Items"]
+    """The stored recommendation lists (the table also holds the seeded purchase histories, which the list
+    operations never write)."""
+    items: list[dict[str, Any]] = aws.scan(
+        TableName=TABLE,
+        ConsistentRead=True,
+        FilterExpression="#r = :list",
+        ExpressionAttributeNames={"#r": "record"},
+        ExpressionAttributeValues={":list": {"S": "list"}},
+    )["Items"]
     return items
 
 

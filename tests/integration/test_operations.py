@@ -7,6 +7,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,8 @@ import pytest
 from recsys.recommender import Recommender
 from recsys.settings import REPO_ROOT
 from recsys_tools.bench.handlers import lambda_environment
-from tests.support.api import TABLE, Api, raw_item
-from tests.support.data import KNOWN_CUSTOMER, UNKNOWN_CUSTOMER
+from tests.support.api import Api, raw_item
+from tests.support.data import KNOWN_CUSTOMER, UNKNOWN_CUSTOMER, SliceHistories
 
 IDEMPOTENCY = "aws_lambda_powertools.utilities.idempotency"
 
@@ -26,8 +27,18 @@ def ids(body: dict[str, Any]) -> list[str]:
     return [item["product_id"] for item in body["items"]]
 
 
-def test_generate_stores_and_returns_the_models_top_k(recommender: Recommender, api: Api, aws: Any) -> None:
-    # When a known customer's list is generated
+def served(recommender: Recommender, histories: SliceHistories, customer_id: str) -> list[tuple[str, float]]:
+    """What the model ranks for the customer's seeded history, every product it ranks."""
+    history = histories.by_customer[customer_id]
+    ranked = recommender.recommend(history.products, history.country, time.time())
+    assert ranked is not None
+    return ranked.top(10_000)
+
+
+def test_generate_stores_and_returns_the_models_top_k(
+    recommender: Recommender, histories: SliceHistories, api: Api, aws: Any
+) -> None:
+    # When the list of a customer with a purchase history is generated
     response = api("POST", KNOWN_CUSTOMER, query={"k": "5"})
     # Then the model's top 5 come back, scored best first, named, versioned, and are stored
     assert response.status == 200, response.body
@@ -39,7 +50,7 @@ def test_generate_stores_and_returns_the_models_top_k(recommender: Recommender, 
     assert all(item["name"] for item in body["items"])
     assert body["model_version"] == recommender.version
     assert body["version"] == 1
-    expected = [p for p, _ in recommender.recommend(KNOWN_CUSTOMER)[:5]]
+    expected = [p for p, _ in served(recommender, histories, KNOWN_CUSTOMER)[:5]]
     assert ids(body) == expected
     stored = raw_item(aws, KNOWN_CUSTOMER)
     assert stored is not None
@@ -65,7 +76,7 @@ def test_unknown_customer_gets_popular_products(recommender: Recommender, api: A
     response = api("POST", UNKNOWN_CUSTOMER, query={"k": "3"})
     assert response.status == 200
     assert {item["source"] for item in response.body["items"]} == {"popular"}
-    assert ids(response.body) == [p for p, _ in recommender.popular()[:3]]
+    assert ids(response.body) == [p for p, _ in recommender.popular().top(3)]
 
 
 def test_regenerate_after_delete_does_not_bring_deleted_products_back(api: Api) -> None:
@@ -81,8 +92,11 @@ def test_regenerate_after_delete_does_not_bring_deleted_products_back(api: Api) 
     assert len(regenerated) == 10
 
 
-def test_update_scores_equal_the_models_scores_and_the_list_stays_sorted(recommender: Recommender, api: Api) -> None:
-    recommended = recommender.recommend(KNOWN_CUSTOMER)
+def test_update_scores_equal_the_models_scores_and_the_list_stays_sorted(
+    recommender: Recommender, histories: SliceHistories, api: Api
+) -> None:
+    recommended = served(recommender, histories, KNOWN_CUSTOMER)
+    history = histories.by_customer[KNOWN_CUSTOMER]
     api("POST", KNOWN_CUSTOMER, query={"k": "5"})
     extra = [p for p, _ in recommended[30:33]]  # ranked lower: not in the top 5
 
@@ -90,7 +104,9 @@ def test_update_scores_equal_the_models_scores_and_the_list_stays_sorted(recomme
 
     assert response.status == 200, response.body
     by_id = {item["product_id"]: item for item in response.body["items"]}
-    expected = dict(zip(extra, recommender.score(KNOWN_CUSTOMER, extra), strict=True))
+    scores = recommender.score(history.products, history.country, time.time(), extra)
+    assert scores is not None
+    expected = dict(zip(extra, scores, strict=True))
     for product_id, score in expected.items():
         assert by_id[product_id]["source"] == "model"
         assert math.isclose(by_id[product_id]["score"], score, rel_tol=1e-5)
@@ -146,8 +162,8 @@ def test_delete_without_a_list_is_404_and_update_creates_the_list(api: Api, aws:
     assert created.body["items"][0]["name"]
 
 
-def test_exclude_purchased_leaves_out_what_the_customer_bought(recommender: Recommender, api: Api) -> None:
-    purchased = recommender.purchased(KNOWN_CUSTOMER)
+def test_exclude_purchased_leaves_out_what_the_customer_bought(histories: SliceHistories, api: Api) -> None:
+    purchased = histories.by_customer[KNOWN_CUSTOMER].products
     assert purchased
     response = api("POST", KNOWN_CUSTOMER, query={"k": "20", "exclude_purchased": "true"})
     assert response.status == 200
@@ -183,7 +199,7 @@ def test_bad_input_is_a_clear_4xx_with_the_error_shape_and_writes_nothing(
     assert set(response.body) == {"error"}
     assert response.body["error"]["code"] in {"validation_error", "malformed_json"}
     assert response.body["error"]["message"]
-    assert aws.scan(TableName=TABLE)["Count"] == 0
+    assert raw_item(aws, customer_id) is None  # no list written
 
 
 @pytest.mark.parametrize(

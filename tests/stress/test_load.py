@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from pathlib import Path
 
 import pytest
 
-from recsys.artifact import Artifact
 from tests.stress.loadtest import customers_for, run_load
+from tests.support.data import SliceHistories
 
 REQUESTS = 3000
 CONCURRENCY = 16
@@ -18,10 +17,10 @@ TIME_LIMIT = 240.0  # seconds: the run stops by itself, however slow the machine
 
 @pytest.mark.stress
 def test_thousands_of_mixed_requests_get_no_server_error(
-    served: str, model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+    served: str, histories: SliceHistories, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    # Given `recsys serve` on loopback, and customers the model knows followed by new ones
-    customers = customers_for(REQUESTS, sorted(Artifact(model_dir).customers))
+    # Given `recsys serve` on loopback seeded with the slice's histories, and those customers followed by new ones
+    customers = customers_for(REQUESTS, sorted(histories.by_customer))
     # When each is taken through show (none yet), generate, show, update, delete, show, 16 customers at a time
     report = asyncio.run(run_load(served, customers, requests=REQUESTS, concurrency=CONCURRENCY, time_limit=TIME_LIMIT))
     summary = report.summary() | {"concurrency": CONCURRENCY, "customers": len(customers)}

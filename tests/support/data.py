@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import csv
 import gzip
+from dataclasses import dataclass
 from pathlib import Path
 
-from recsys.settings import REPO_ROOT
+from recsys.domain import PurchaseHistory
+from recsys.settings import REPO_ROOT, Settings
 
 DATA = REPO_ROOT / "model_artifacts" / "data" / "online_retail.csv.gz"
 SLICE_CUSTOMERS = 40  # the first customers of the data set, 17850 among them (the events' customer)
@@ -29,3 +31,20 @@ def write_data_slice(path: Path, customers: int = SLICE_CUSTOMERS) -> Path:
                 chosen.add(customer)
                 writer.writerow(row)
     return path
+
+
+@dataclass(frozen=True)
+class SliceHistories:
+    """The slice's customers' purchase histories as record_purchases builds them, and the slice's last moment."""
+
+    by_customer: dict[str, PurchaseHistory]
+    now: float
+
+
+def slice_histories(path: Path) -> SliceHistories:
+    from recsys_tools.history import purchase_histories
+    from recsys_tools.training.data import load_purchases
+
+    purchases = load_purchases(path)
+    by_customer = {h.customer_id: h for h in purchase_histories(purchases, Settings().max_history_products)}
+    return SliceHistories(by_customer, purchases["timestamp"].max().timestamp())

@@ -37,9 +37,10 @@ def request(method: str, url: str, body: Any = None) -> tuple[int, Any]:
 
 
 @contextmanager
-def recsys_serve(model_dir: Path, log: Path) -> Iterator[str]:
-    """`recsys serve` on free loopback ports with its embedded DynamoDB; yields the base URL. Output goes to ``log``:
-    under load the access log alone would fill a pipe nobody reads and stall the server."""
+def recsys_serve(model_dir: Path, log: Path, seed_data: Path) -> Iterator[str]:
+    """`recsys serve` on free loopback ports with its embedded DynamoDB seeded with ``seed_data``'s histories; yields
+    the base URL. Output goes to ``log``: under load the access log alone would fill a pipe nobody reads and stall the
+    server."""
     port, dynamodb_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if k not in {"TABLE_NAME", "DYNAMODB_ENDPOINT_URL"}}
     env |= {"MODEL_DIR": str(model_dir), "AWS_DEFAULT_REGION": "us-east-1", "POWERTOOLS_TRACE_DISABLED": "true"}
@@ -52,6 +53,8 @@ def recsys_serve(model_dir: Path, log: Path) -> Iterator[str]:
         str(port),
         "--dynamodb-port",
         str(dynamodb_port),
+        "--seed-data",
+        str(seed_data),
     ]
     base = f"http://127.0.0.1:{port}"
     with log.open("w") as output:

@@ -12,7 +12,13 @@ import pytest
 from recsys_tools.cli import SUBCOMMANDS
 
 HEAVY = ("tensorflow", "pandas")
-OWN_FLAG = {"train": "--epochs", "evaluate": "--variants", "serve": "--port", "bench": "--quick"}  # one per command
+OWN_FLAG = {  # one per command
+    "train": "--epochs",
+    "evaluate": "--variants",
+    "import-history": "--replace",
+    "serve": "--port",
+    "bench": "--quick",
+}
 
 # in a fresh interpreter: ask for the help, print it, then (last line) which heavy modules were imported
 CHILD = textwrap.dedent(

@@ -1,4 +1,5 @@
-"""export_model: a SavedModel with ScaNN + exact retrieval and scoring, loadable with tensorflow + scann only."""
+"""export_model: a SavedModel with the query tower, ScaNN + exact retrieval and scoring, loadable with tensorflow +
+scann only, and nothing per customer."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import tensorflow as tf
 
 from recsys_tools.training.export import (
     IndexParams,
+    Towers,
     _build_searcher,
     _kth_exact_scores,
     _recall_at_10,
@@ -47,6 +49,21 @@ def _load(path: Path) -> Any:
     return tf.saved_model.load(str(path / "saved_model"))
 
 
+COUNTRIES = ["France", "United Kingdom"]
+
+
+def _towers(queries: Floats, products: Floats, product_ids: list[str] | None = None) -> Towers:
+    """Towers over ``products`` (ids p0, p1, ...); history and country tables drawn at random."""
+    return Towers(
+        products=product_ids if product_ids is not None else _ids("p", len(products)),
+        product_embeddings=products,
+        history_embeddings=_embeddings(len(products), seed=11),
+        countries=COUNTRIES,
+        country_embeddings=_embeddings(len(COUNTRIES), seed=12),
+        sample_queries=queries,
+    )
+
+
 @pytest.fixture(scope="module")
 def catalogue() -> tuple[Floats, Floats]:
     return _embeddings(40, seed=1), _embeddings(1500, seed=2)
@@ -56,7 +73,7 @@ def catalogue() -> tuple[Floats, Floats]:
 def exported(tmp_path_factory: pytest.TempPathFactory, catalogue: tuple[Floats, Floats]) -> tuple[Path, dict[str, Any]]:
     customers, products = catalogue
     out = tmp_path_factory.mktemp("export")
-    info = export_model(out, _ids("c", len(customers)), customers, _ids("p", len(products)), products, k_max=K_MAX)
+    info = export_model(out, _towers(customers, products), k_max=K_MAX, half_life_days=30.0)
     return out, info
 
 
@@ -88,17 +105,17 @@ def test_recommend_agrees_with_exact_dot_products(
 ) -> None:
     customers, products = catalogue
     model = _load(exported[0])
-    ids = tf.constant(_ids("c", len(customers)))
+    ids = tf.constant(customers)
     exact_scores = customers @ products.T
     expected = np.argsort(-exact_scores, axis=1)[:, :K_MAX]
 
-    exact = model.signatures["recommend_exact"](customer_ids=ids)
+    exact = model.signatures["recommend_exact"](queries=ids)
     assert exact["product_ids"].shape == (len(customers), K_MAX)
     got = np.array([[int(p.decode()[1:]) for p in row] for row in exact["product_ids"].numpy()])
     np.testing.assert_array_equal(got, expected)
     assert np.allclose(exact["scores"].numpy(), np.take_along_axis(exact_scores, expected, 1), rtol=1e-5)
 
-    approx = model.signatures["recommend"](customer_ids=ids)
+    approx = model.signatures["recommend"](queries=ids)
     assert approx["product_ids"].dtype == tf.string
     assert approx["scores"].dtype == tf.float32
     approx_ids = np.array([[int(p.decode()[1:]) for p in row] for row in approx["product_ids"].numpy()])
@@ -114,21 +131,54 @@ def test_score_matches_embeddings_and_unknown_is_zero(
 ) -> None:
     customers, products = catalogue
     model = _load(exported[0])
-    out = model.signatures["score"](customer_id=tf.constant("c3"), product_ids=tf.constant(["p7", "p0", "unknown"]))
+    out = model.signatures["score"](query=tf.constant(customers[3]), product_ids=tf.constant(["p7", "p0", "unknown"]))
     expected = [customers[3] @ products[7], customers[3] @ products[0], 0.0]
     np.testing.assert_allclose(out["scores"].numpy(), expected, rtol=1e-5, atol=1e-6)
-    # unknown customers hit the all-zero OOV row: every score is 0, which is why callers check the vocabulary
-    oov = model.signatures["score"](customer_id=tf.constant("nobody"), product_ids=tf.constant(["p7"]))
-    assert oov["scores"].numpy().tolist() == [0.0]
+
+
+def test_query_is_the_recency_weighted_history_mean_plus_the_country(
+    exported: tuple[Path, dict[str, Any]], catalogue: tuple[Floats, Floats]
+) -> None:
+    # Given a history of two known products and one unknown, bought 3 and 1 times, 0 and 30 days ago (half-life 30)
+    _, products = catalogue
+    towers = _towers(catalogue[0], products)
+    model = _load(exported[0])
+
+    def query(ids: list[str], counts: list[float], ages: list[float], country: str) -> Floats:
+        out = model.signatures["query"](
+            product_ids=tf.constant(ids, tf.string),
+            counts=tf.constant(counts, tf.float32),
+            ages_days=tf.constant(ages, tf.float32),
+            country=tf.constant(country),
+        )
+        return np.asarray(out["query"].numpy())
+
+    got = query(["p4", "p9", "unknown"], [3.0, 1.0, 5.0], [0.0, 30.0, 0.0], "France")
+    # Then it is the mean of the history rows weighted log(1 + count) x 2^(-age / 30), plus France's row
+    weights = np.array([np.log1p(3.0), np.log1p(1.0) * 0.5])
+    history = weights @ towers.history_embeddings[[4, 9]] / weights.sum()
+    np.testing.assert_allclose(got, history + towers.country_embeddings[0], rtol=1e-5, atol=1e-6)
+    # And only relative ages count: the same history a year older gives the same query
+    older = query(["p4", "p9", "unknown"], [3.0, 1.0, 5.0], [365.0, 395.0, 0.0], "France")
+    np.testing.assert_allclose(older, got, rtol=1e-5, atol=1e-6)
+    # And an unknown country adds nothing; a history of unknown products leaves the country's row alone
+    np.testing.assert_allclose(query(["p4", "p9"], [3.0, 1.0], [0.0, 30.0], "Atlantis"), history, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(query(["nope"], [2.0], [1.0], "United Kingdom"), towers.country_embeddings[1], atol=1e-6)
+
+
+def test_nothing_per_customer_is_exported(exported: tuple[Path, dict[str, Any]]) -> None:
+    model = _load(exported[0])
+    assert [name for name in dir(model) if "customer" in name] == []
+    assert {"product_embeddings", "history_embeddings", "country_embeddings", "scann"} <= set(dir(model))
 
 
 def test_tiny_catalogue_smaller_than_k_max_is_padded(tmp_path: Path) -> None:
     customers, products = _embeddings(3, seed=3), _embeddings(5, seed=4)
-    info = export_model(tmp_path, _ids("c", 3), customers, _ids("p", 5), products, k_max=200)
+    info = export_model(tmp_path, _towers(customers, products), k_max=200)
     assert info["index"]["kind"] == "brute_force"
     model = _load(tmp_path)
     for signature in ("recommend", "recommend_exact"):
-        out = model.signatures[signature](customer_ids=tf.constant(["c0", "c2"]))
+        out = model.signatures[signature](queries=tf.constant(customers[[0, 2]]))
         ids, scores = out["product_ids"].numpy(), out["scores"].numpy()
         assert ids.shape == scores.shape == (2, 200)
         expected = np.argsort(-(customers[[0, 2]] @ products.T), axis=1)
@@ -142,9 +192,9 @@ def test_scann_short_rows_are_padded_without_nan_or_duplicates(tmp_path: Path) -
     """Searching 1 of 32 leaves for 200 neighbours: ScaNN fills the rest with index 0 and NaN."""
     customers, products = _embeddings(4, seed=5), _embeddings(1000, seed=6)
     params = replace(index_params_for(1000, k_max=200), leaves_to_search=1, target_recall_at_10=0.0)
-    info = export_model(tmp_path, _ids("c", 4), customers, _ids("p", 1000), products, k_max=200, index=params)
+    info = export_model(tmp_path, _towers(customers, products), k_max=200, index=params)
     assert info["index"]["leaves_to_search"] == 1
-    out = _load(tmp_path).signatures["recommend"](customer_ids=tf.constant(_ids("c", 4)))
+    out = _load(tmp_path).signatures["recommend"](queries=tf.constant(customers))
     for ids, scores in zip(out["product_ids"].numpy(), out["scores"].numpy(), strict=True):
         real = ids != b""
         assert 0 < real.sum() < 200, "expected a short row from a single leaf"
@@ -195,22 +245,22 @@ def test_leaves_to_search_is_the_smallest_meeting_the_target(clustered: bool) ->
 
 
 @pytest.mark.parametrize(
-    ("customers", "products", "match"),
+    ("products", "match"),
     [
-        (["a", "a"], ["p", "q"], "not unique"),
-        (["a", "b"], ["p", ""], "reserved"),
-        (["a"], ["p", "q"], "ids for"),
+        (["p", "p"], "not unique"),
+        (["p", ""], "reserved"),
+        (["p"], "ids for"),
     ],
 )
-def test_invalid_inputs_are_rejected(tmp_path: Path, customers: list[str], products: list[str], match: str) -> None:
+def test_invalid_inputs_are_rejected(tmp_path: Path, products: list[str], match: str) -> None:
     with pytest.raises(ValueError, match=match):
-        export_model(tmp_path, customers, _embeddings(2, 0), products, _embeddings(2, 1))
+        export_model(tmp_path, _towers(_embeddings(2, 0), _embeddings(2, 1), products))
 
 
 def test_tree_needs_reorder_of_at_least_k(tmp_path: Path) -> None:
     params = IndexParams(kind="tree_ah", num_leaves=4, leaves_to_search=2, reorder_num_neighbors=10)
     with pytest.raises(ValueError, match="reorder"):
-        export_model(tmp_path, ["a"], _embeddings(1, 0), _ids("p", 100), _embeddings(100, 1), k_max=50, index=params)
+        export_model(tmp_path, _towers(_embeddings(1, 0), _embeddings(100, 1)), k_max=50, index=params)
 
 
 def test_loads_with_tensorflow_and_scann_only(exported: tuple[Path, dict[str, Any]]) -> None:
@@ -221,7 +271,11 @@ def test_loads_with_tensorflow_and_scann_only(exported: tuple[Path, dict[str, An
         import tensorflow as tf
 
         model = tf.saved_model.load(sys.argv[1])
-        out = model.signatures["recommend"](customer_ids=tf.constant(["c0", "unknown"]))
+        query = model.signatures["query"](
+            product_ids=tf.constant(["p1", "unknown"]), counts=tf.constant([1.0, 2.0]),
+            ages_days=tf.constant([3.0, 4.0]), country=tf.constant("France"),
+        )["query"]
+        out = model.signatures["recommend"](queries=tf.stack([query, query]))
         assert out["product_ids"].shape == (2, int(sys.argv[2])), out["product_ids"].shape
         assert "tensorflow_recommenders" not in sys.modules
         assert "tf_keras" not in sys.modules
@@ -237,4 +291,4 @@ def test_loads_with_tensorflow_and_scann_only(exported: tuple[Path, dict[str, An
         check=False,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.strip().splitlines()[-1] == "['recommend', 'recommend_exact', 'score']"
+    assert result.stdout.strip().splitlines()[-1] == "['query', 'recommend', 'recommend_exact', 'score']"

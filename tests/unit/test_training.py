@@ -130,10 +130,8 @@ def _write_files(path: Path, version: str, parameters: dict[str, Any]) -> None:
     artifact.write_artifact(
         path,
         manifest={"version": version, "k_max": 5, "parameters": parameters},
-        customers=["c2", "c1"],
         catalogue={"p1": "Ünïcode name", "p2": ""},
         popular=[("p2", 3.0), ("p1", 1.0)],
-        purchases={"c1": {"p2": 2, "p1": 1}},
     )
 
 
@@ -151,11 +149,8 @@ def test_written_artifact_reads_back_and_is_published_whole(tmp_path: Path) -> N
     assert not (tmp_path / artifact.CURRENT).exists()
     art = artifact.Artifact(final)
     assert (art.version, art.k_max) == ("v1", 5)
-    assert art.customers == {"c1", "c2"}
     assert art.catalogue == {"p1": "Ünïcode name", "p2": ""}
     assert art.popular == [("p2", 3.0), ("p1", 1.0)]
-    assert art.purchases == {"c1": {"p2": 2, "p1": 1}}
-    assert list(art.purchases["c1"]) == ["p2", "p1"]  # order kept: most bought first
 
     staging = artifact.staging_dir(tmp_path, "v2")
     _write_files(staging, "v2", {})
@@ -223,30 +218,33 @@ def test_artifact_layout_and_manifest(trained: Path) -> None:
     assert manifest["index"]["kind"] == "brute_force"  # 12 products: fewer than any tree's leaves
     assert manifest["scann_recall_at_10"] >= 0.95
     assert set(manifest["metrics"]["two-tower (shipped parameters)"]) == {"all", "new"}
-    assert manifest["vocabulary_sizes"]["customers"] == len(art.customers) == 30
+    served = [name for name in manifest["metrics"] if name.startswith("two-tower (shipped parameters), served")]
+    assert len(served) == 1
+    assert set(manifest["metrics"][served[0]]) == {"all", "new"}
+    assert manifest["vocabulary_sizes"]["customers"] == 30
     assert manifest["vocabulary_sizes"]["products"] == len(art.catalogue)
     assert all(name.startswith("PRODUCT ") for name in art.catalogue.values())
     scores = [score for _, score in art.popular]
     assert scores == sorted(scores, reverse=True)
     assert {p for p, _ in art.popular} <= set(art.catalogue)
-    frame = synthetic_purchases()
-    first = frame["customer_id"].iloc[0]
-    bought = frame.loc[frame["customer_id"] == first, "product_id"].value_counts()
-    assert art.purchases[first] == bought.to_dict()
-    assert list(art.purchases[first].values()) == sorted(bought, reverse=True)
+    assert sorted(path.name for path in trained.iterdir()) == [
+        "catalogue.json",
+        "manifest.json",
+        "popular.json",
+        "saved_model",
+    ]
 
 
 def test_retrieval_agrees_with_exact_dot_products(trained: Path, loaded: Any) -> None:
     import tensorflow as tf
 
     art = artifact.Artifact(trained)
-    customers = sorted(art.customers)
     products = np.array(sorted(art.catalogue))
-    queries = loaded.customer_embeddings.numpy()[: len(customers)]  # rows follow the sorted vocabulary
+    queries = np.random.default_rng(0).normal(size=(7, 8)).astype(np.float32)
     exact = queries @ loaded.product_embeddings.numpy()[: len(products)].T
-    out = loaded.signatures["recommend"](customer_ids=tf.constant(customers))
+    out = loaded.signatures["recommend"](queries=tf.constant(queries))
     ids, scores = out["product_ids"].numpy().astype(str), out["scores"].numpy()
-    assert ids.shape == (len(customers), 50)  # 12 products, padded to k_max
+    assert ids.shape == (len(queries), 50)  # 12 products, padded to k_max
     assert (ids[:, len(products) :] == "").all()
     assert np.isneginf(scores[:, len(products) :]).all()
     expected = products[np.argsort(-exact, axis=1, kind="stable")]
@@ -254,33 +252,18 @@ def test_retrieval_agrees_with_exact_dot_products(trained: Path, loaded: Any) ->
     assert (ids[:, :3] == expected[:, :3]).mean() > 0.95  # exact ties aside, the same order
 
 
-def test_score_matches_the_embeddings(loaded: Any) -> None:
-    import tensorflow as tf
-
-    out = loaded.signatures["score"](customer_id=tf.constant("12003"), product_ids=tf.constant(["20001", "20004"]))
-    customers = loaded.customer_embeddings.numpy()
-    products = loaded.product_embeddings.numpy()
-    expected = [customers[3] @ products[1], customers[3] @ products[4]]  # ids are 12000+i and 20000+j
-    assert np.allclose(out["scores"].numpy(), expected, rtol=1e-5, atol=1e-6)
-
-
-def test_unknown_ids_are_detected_by_the_vocabularies_not_scored(trained: Path, loaded: Any) -> None:
+def test_every_product_has_its_own_trained_rows_and_unknown_ids_score_zero(trained: Path, loaded: Any) -> None:
     import tensorflow as tf
 
     art = artifact.Artifact(trained)
-    assert "unknown-customer" not in art.customers
-    assert "99999" not in art.catalogue
-    # inside the model both fall on the all-zero OOV row, indistinguishable from a real score of 0
-    out = loaded.signatures["score"](customer_id=tf.constant("unknown-customer"), product_ids=tf.constant(["20001"]))
-    assert out["scores"].numpy().tolist() == [0.0]
-    known = loaded.signatures["score"](customer_id=tf.constant("12003"), product_ids=tf.constant(["99999"]))
-    assert known["scores"].numpy().tolist() == [0.0]
-    # and every vocabulary id maps to its own trained row
-    customers, products = loaded.customer_embeddings.numpy(), loaded.product_embeddings.numpy()
-    for row, customer in enumerate(sorted(art.customers)):
-        got = loaded.signatures["score"](customer_id=tf.constant(customer), product_ids=tf.constant(["20000"]))
-        assert np.allclose(got["scores"].numpy(), [customers[row] @ products[0]], rtol=1e-5, atol=1e-6)
-    assert np.all(np.abs(customers[:-1]).sum(axis=1) > 0)
+    products = loaded.product_embeddings.numpy()
+    history = loaded.history_embeddings.numpy()
+    assert products.shape == history.shape == (len(art.catalogue) + 1, 8)
+    assert np.all(np.abs(products[:-1]).sum(axis=1) > 0)
+    assert not products[-1].any()  # the last row: OOV
+    query = tf.constant(np.ones(8, np.float32))
+    out = loaded.signatures["score"](query=query, product_ids=tf.constant(["20001", "99999"]))
+    assert np.allclose(out["scores"].numpy(), [products[1].sum(), 0.0], rtol=1e-5, atol=1e-6)
 
 
 def test_existing_version_is_not_overwritten(trained: Path) -> None:
@@ -299,3 +282,25 @@ def test_cli_defaults_are_the_default_parameters() -> None:
     params = {name: getattr(args, name) for name in TrainParams.__dataclass_fields__}
     assert TrainParams(**params) == TrainParams(epochs=3, use_names=False)
     assert args.customer_column == "CustomerID"
+
+
+def test_the_artifact_does_not_grow_with_the_number_of_customers(tmp_path: Path) -> None:
+    from recsys_tools.training.train import train_and_export
+
+    # Given two data sets that differ only in the number of customers (same products, same countries)
+    def trained(customers: int) -> Path:
+        data = synthetic_purchases(num_customers=customers, num_products=12, seed=3)
+        return train_and_export(data, tmp_path / str(customers), params=TrainParams.tiny(), make_current=False)
+
+    small, large = trained(30), trained(600)
+
+    def sizes(path: Path) -> dict[str, int]:
+        return {str(f.relative_to(path)): f.stat().st_size for f in path.rglob("*") if f.is_file()}
+
+    # Then the artifacts hold the same files, the SavedModel's tables are the same size, and in all they differ by
+    # a few bytes of manifest (the customer count, timings)
+    small_sizes, large_sizes = sizes(small), sizes(large)
+    assert small_sizes.keys() == large_sizes.keys()
+    variables = "saved_model/variables/variables.data-00000-of-00001"
+    assert small_sizes[variables] == large_sizes[variables]
+    assert abs(sum(large_sizes.values()) - sum(small_sizes.values())) < 1024

@@ -101,10 +101,10 @@ def _synthetic(results: dict[str, Any], sizes: Sizes, dim: int, skip_largest: bo
     for products, repeat in catalogues[:-1] if skip_largest else catalogues:
         with tempfile.TemporaryDirectory(prefix="recsys-bench-") as tmp:
             _log(f"exporting a synthetic catalogue of {products:,} products")
-            build_artifact(Path(tmp), products, sizes.synthetic_customers, dim)
+            workload = build_artifact(Path(tmp), products, sizes.synthetic_customers, dim)
             _log(f"retrieval on {products:,} products")
             results["retrieval"][_label(products)] = retrieval(
-                Path(tmp), repeat=repeat, warmup=sizes.warmup, recall_customers=sizes.recall_customers
+                Path(tmp), workload, repeat=repeat, warmup=sizes.warmup, recall_customers=sizes.recall_customers
             )
 
 
@@ -125,7 +125,6 @@ def run(args: argparse.Namespace) -> int:
         "model": {
             "version": model.version,
             "products": len(model.catalogue),
-            "customers": len(model.customers),
             "embedding_dim": dim,
         },
         "sizes": asdict(sizes),
@@ -143,18 +142,21 @@ def run(args: argparse.Namespace) -> int:
     if wanted & {"retrieval", "wrapper", "batch"}:
         from recsys_tools.bench import retrieval
 
+        _log("customers' histories from the shipped data")
+        workload = retrieval.retail_workload()
+        results["model"]["customers"] = len(workload.histories)
         if "retrieval" in wanted:
             _log("retrieval on the current model")
             results["retrieval"]["retail"] = retrieval.retrieval(
-                model_dir, repeat=sizes.repeat, warmup=sizes.warmup, recall_customers=sizes.recall_customers
+                model_dir, workload, repeat=sizes.repeat, warmup=sizes.warmup, recall_customers=sizes.recall_customers
             )
         if "wrapper" in wanted:
             _log("Recommender.recommend / score")
-            results["wrapper"] = retrieval.wrapper(model_dir, repeat=sizes.repeat, warmup=sizes.warmup)
+            results["wrapper"] = retrieval.wrapper(model_dir, workload, repeat=sizes.repeat, warmup=sizes.warmup)
         if "batch" in wanted:
             _log("batch generation")
             results["batch"] = retrieval.batch_generation(
-                model_dir, repeat=sizes.batch_repeat, single_customers=sizes.single_customers
+                model_dir, workload, repeat=sizes.batch_repeat, single_customers=sizes.single_customers
             )
     if "handlers" in wanted:
         from recsys_tools.bench.handlers import warm_handlers

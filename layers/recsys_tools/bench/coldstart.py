@@ -18,10 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from recsys.artifact import Artifact
+from recsys.domain import PurchaseHistory
 from recsys.operations import OPERATIONS, RECORD_PURCHASES
 from recsys.settings import REPO_ROOT, Settings
 from recsys_tools.bench.handlers import (
     IDEMPOTENCY_TABLE,
+    bench_history,
     lambda_environment,
     patched_environ,
     request_events,
@@ -41,8 +43,8 @@ def _byte_compile() -> None:
         compileall.compile_dir(folder, quiet=1)
 
 
-def _seed(events: dict[str, dict[str, Any]]) -> None:
-    """The table, and a stored list for the customer of the events (show and delete need one)."""
+def _seed(events: dict[str, dict[str, Any]], history: PurchaseHistory) -> None:
+    """The tables, the benchmark customer's history and a stored list for them (show and delete need one)."""
     from recsys.domain import Recommendation, RecommendationList
     from recsys.store import DynamoDBStore
     from recsys_tools.local_stack import create_table
@@ -54,6 +56,7 @@ def _seed(events: dict[str, dict[str, Any]]) -> None:
     products = [*json.loads(events["delete_recommendations"]["body"])["product_ids"], "seeded-1", "seeded-2"]
     items = tuple(Recommendation(p, 1.0 / (i + 1), "model") for i, p in enumerate(products))
     store.put(RecommendationList(customer, items=items))
+    store.put_history(history)
 
 
 def _event(events: dict[str, dict[str, Any]], name: str, i: int) -> dict[str, Any] | None:
@@ -110,7 +113,7 @@ def cold_starts(
         host, port = server.get_host_and_port()
         endpoint = {"DYNAMODB_ENDPOINT_URL": f"http://{host}:{port}"}
         with patched_environ(lambda_environment(model_dir) | endpoint):
-            _seed(events)
+            _seed(events, bench_history(Artifact(model_dir), int(time.time())))
         path = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)
         child = os.environ | endpoint | {"PYTHONPATH": path}  # functions.<op>.app importable, as from the task root
         chosen = operations or tuple(op.name for op in OPERATIONS)

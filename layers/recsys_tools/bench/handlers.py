@@ -14,12 +14,14 @@ import contextlib
 import itertools
 import json
 import os
+import time
 from collections.abc import Callable, Iterator, Mapping
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from recsys.artifact import Artifact
+from recsys.domain import Purchase, PurchaseHistory
 from recsys.handler import make_handler
 from recsys.operations import DELETE, GENERATE, OPERATIONS, RECORD_PURCHASES, SHOW, UPDATE
 from recsys.service import RecommendationService, default_service
@@ -63,10 +65,21 @@ def patched_environ(values: Mapping[str, str], remove: tuple[str, ...] = ("DYNAM
         os.environ.update(saved)
 
 
+BENCH_CUSTOMER = "bench-customer"
+HISTORY_PRODUCTS = 50  # distinct products in the benchmark customer's history (the retail median is about 40)
+
+
+def bench_history(model: Artifact, now: int) -> PurchaseHistory:
+    """The benchmark customer's history: HISTORY_PRODUCTS products of the catalogue, bought over the last year."""
+    products = sorted(model.catalogue)[3 : 3 + HISTORY_PRODUCTS]
+    purchases = [Purchase(p, 1 + i % 4, now - (i * 7 + 1) * 86_400) for i, p in enumerate(products)]
+    return PurchaseHistory(BENCH_CUSTOMER).add(purchases, len(products), "United Kingdom")
+
+
 def request_events(model: Artifact) -> dict[str, dict[str, Any]]:
-    """One request per operation for a customer the model knows (update: two products for the model to score;
-    record_purchases: an order of two products, see ``with_order_id``)."""
-    customer = min(model.customers)
+    """One request per operation for the benchmark customer, whose history ``bench_history`` seeds (update: two
+    products for the model to score; record_purchases: an order of two products, see ``with_order_id``)."""
+    customer = BENCH_CUSTOMER
     first, second, third = sorted(model.catalogue)[:3]
     order = {"order_id": "bench-0", "purchases": [{"product_id": first, "quantity": 2}, {"product_id": second}]}
     return {
@@ -93,21 +106,34 @@ class _Body:
         yield self.body
 
 
+def _request_key(caller: str, event_name: str, request: Any) -> str:
+    """Who calls (the handler being benchmarked), the DynamoDB operation and, for item operations, the item's
+    ``record`` (a customer's list and history both answer GetItem, in one call of generate)."""
+    body = json.loads(request.body or b"{}")
+    record = body.get("Key", body.get("Item", {})).get("record", {}).get("S", "")
+    return f"{caller} {event_name.rsplit('.', 1)[-1]} {record}"
+
+
 @contextlib.contextmanager
 def dynamodb_recorded(client: Any, caller: Callable[[], str]) -> Iterator[dict[str, dict[str, Any]]]:
-    """The last HTTP response of each DynamoDB operation the client makes, by caller (whatever ``caller()`` says at
-    the time: the handler being benchmarked, since a customer's list and history both answer GetItem) and operation
-    name."""
+    """The last HTTP response to each kind of DynamoDB request the client makes (``_request_key``; ``caller()`` says
+    who calls at the time)."""
     recorded: dict[str, dict[str, Any]] = {}
+    sent = [""]  # the key of the request in flight (calls are sequential)
 
-    def record(event_name: str, response_dict: dict[str, Any] | None, **_: Any) -> None:
+    def remember(event_name: str, request: Any, **_: Any) -> None:
+        sent[0] = _request_key(caller(), event_name, request)
+
+    def record(response_dict: dict[str, Any] | None, **_: Any) -> None:
         if response_dict is not None:
-            recorded[f"{caller()} {event_name.rsplit('.', 1)[-1]}"] = response_dict
+            recorded[sent[0]] = response_dict
 
+    client.meta.events.register("before-send.dynamodb", remember)
     client.meta.events.register("response-received.dynamodb", record)
     try:
         yield recorded
     finally:
+        client.meta.events.unregister("before-send.dynamodb", remember)
         client.meta.events.unregister("response-received.dynamodb", record)
 
 
@@ -118,7 +144,7 @@ def dynamodb_replayed(client: Any, recorded: dict[str, dict[str, Any]], caller: 
     from botocore.awsrequest import AWSResponse
 
     def reply(event_name: str, request: Any, **_: Any) -> AWSResponse:
-        response = recorded[f"{caller()} {event_name.rsplit('.', 1)[-1]}"]
+        response = recorded[_request_key(caller(), event_name, request)]
         return AWSResponse(request.url, response["status_code"], response["headers"], _Body(response["body"]))
 
     client.meta.events.register_first("before-send.dynamodb", reply)
@@ -141,7 +167,7 @@ def warm_handlers(model_dir: Path, *, repeat: int, warmup: int) -> dict[str, dic
     """Per operation: warm end-to-end latency with DynamoDB under moto, replayed, and with the in-memory store."""
     from moto import mock_aws
 
-    from recsys.store import dynamodb_client
+    from recsys.store import DynamoDBStore, dynamodb_client
     from recsys_tools.local_stack import create_table
 
     events = request_events(Artifact(model_dir))
@@ -169,14 +195,17 @@ def warm_handlers(model_dir: Path, *, repeat: int, warmup: int) -> dict[str, dic
         settings = Settings(idempotency_table_name=IDEMPOTENCY_TABLE)  # the record function's, as its environment says
         client = dynamodb_client(settings)  # one client for every handler and both tables, observed by the recorder
         on_dynamodb = _handlers(model_dir, lambda s: default_service(s, client=client))
+        history = bench_history(Artifact(model_dir), int(time.time()))
         with mock_aws():
             create_table(settings)
+            DynamoDBStore(settings).put_history(history)
             with dynamodb_recorded(client, lambda: current[0]) as recorded:
                 figures = {"dynamodb_moto": measure(calls(on_dynamodb), repeat, warmup)}
         # moto stopped: its hook passes, the recording answers
         with dynamodb_replayed(client, recorded, lambda: current[0]):
             figures["dynamodb_replayed"] = measure(calls(on_dynamodb), repeat, warmup)
         memory, ledger = InMemoryStore(), InMemoryLedger()
+        memory.put_history(history)
         in_memory = _handlers(model_dir, lambda s: default_service(s, memory, ledger=ledger))
         figures["in_memory_store"] = measure(calls(in_memory), repeat, warmup)
     return figures

@@ -5,19 +5,27 @@ and batch generation throughput."""
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from recsys.artifact import Artifact
+from recsys.domain import PurchaseHistory
 from recsys.recommender import Recommender
+from recsys.settings import Settings
 from recsys_tools.bench.timing import Figure, measure, ratio, summarize
+from recsys_tools.training.params import DEFAULT_DATA
+
+if TYPE_CHECKING:
+    from recsys.recommender import Floats
 
 RECALL_K = 10
 SCORED_PRODUCTS = 100
 BATCH_SIZE = 256
 BATCH_K = 20
+GENERATE_K = 20
 
 
 def timed_load(model_dir: Path) -> tuple[Recommender, float]:
@@ -27,44 +35,69 @@ def timed_load(model_dir: Path) -> tuple[Recommender, float]:
     return recommender, time.perf_counter() - start
 
 
-def _sample(ids: list[str], n: int, seed: int) -> list[str]:
-    rng = np.random.default_rng(seed)
-    return [ids[i] for i in rng.choice(len(ids), size=min(n, len(ids)), replace=False)]
+@dataclass(frozen=True)
+class Workload:
+    """Customers' purchase histories and the time the model is asked at: what requests carry."""
+
+    histories: list[PurchaseHistory]
+    now: float
+
+    def sample(self, n: int, seed: int) -> list[PurchaseHistory]:
+        rng = np.random.default_rng(seed)
+        chosen = rng.choice(len(self.histories), size=min(n, len(self.histories)), replace=False)
+        return [self.histories[i] for i in chosen]
 
 
-def recall_at_k(recommender: Recommender, customer_ids: list[str], k: int = RECALL_K) -> float:
+def retail_workload(data: Path = DEFAULT_DATA) -> Workload:
+    """Every customer's history in the shipped data, as of the data's end."""
+    from recsys_tools.history import purchase_histories
+    from recsys_tools.training.data import load_purchases
+
+    purchases = load_purchases(data)
+    histories = list(purchase_histories(purchases, Settings().max_history_products))
+    return Workload(histories, purchases["timestamp"].max().timestamp())
+
+
+def _queries(recommender: Recommender, histories: list[PurchaseHistory], now: float) -> list[Floats]:
+    queries = [recommender.query(h.products, h.country, now) for h in histories]
+    return [q for q in queries if q is not None]
+
+
+def recall_at_k(recommender: Recommender, queries: list[Floats], k: int = RECALL_K) -> float:
     """Mean share of the exact top-k (brute force) that the served ScaNN search's top-k holds."""
     shares = []
-    for customer in customer_ids:
-        approximate = {p for p, _ in recommender.candidates(customer)[:k]}
-        exact = {p for p, _ in recommender.exact_candidates(customer)[:k]}
+    for query in queries:
+        approximate = set(recommender.candidates(query)[0][:k].tolist())
+        exact = set(recommender.exact_candidates(query)[0][:k].tolist())
         shares.append(len(approximate & exact) / max(1, len(exact)))
     return float(np.mean(shares))
 
 
-def retrieval(model_dir: Path, *, repeat: int, warmup: int, recall_customers: int) -> dict[str, Any]:
-    """Single-customer top-k_max, interleaved: the served ScaNN search and exact brute force over the same embeddings
-    (numpy), and the SavedModel's `recommend` / `recommend_exact` signatures; plus the served search's recall@10."""
+def retrieval(
+    model_dir: Path, workload: Workload, *, repeat: int, warmup: int, recall_customers: int
+) -> dict[str, Any]:
+    """One query per call, top k_max, interleaved: the served ScaNN search and exact brute force over the same
+    embeddings (numpy), and the SavedModel's `recommend` / `recommend_exact` signatures; plus the served search's
+    recall@10. Queries are customers' (from their histories)."""
     recommender, load_seconds = timed_load(model_dir)
     model = recommender.artifact
-    customers = sorted(model.customers)
-    sample = _sample(customers, repeat, seed=1)
-    batches = [[c] for c in sample]
+    queries = _queries(recommender, workload.sample(repeat, seed=1), workload.now)
+    batches = [q[None] for q in queries]
     run = recommender.run_signature
     figures = measure(
         {
-            "scann": lambda i: recommender.candidates(sample[i % len(sample)]),
-            "exact": lambda i: recommender.exact_candidates(sample[i % len(sample)]),
-            "scann_signature": lambda i: run("recommend", customer_ids=batches[i % len(batches)]),
-            "exact_signature": lambda i: run("recommend_exact", customer_ids=batches[i % len(batches)]),
+            "scann": lambda i: recommender.candidates(queries[i % len(queries)]),
+            "exact": lambda i: recommender.exact_candidates(queries[i % len(queries)]),
+            "scann_signature": lambda i: run("recommend", queries=batches[i % len(batches)]),
+            "exact_signature": lambda i: run("recommend_exact", queries=batches[i % len(batches)]),
         },
         repeat,
         warmup,
     )
-    recall_sample = _sample(customers, recall_customers, seed=2)
+    recall_queries = _queries(recommender, workload.sample(recall_customers, seed=2), workload.now)
     return {
         "products": len(model.catalogue),
-        "customers": len(customers),
+        "customers": len(workload.histories),
         "k": min(model.k_max, len(model.catalogue)),
         "embedding_dim": model.manifest.get("embedding_dim"),
         "index": model.manifest.get("index"),
@@ -73,23 +106,35 @@ def retrieval(model_dir: Path, *, repeat: int, warmup: int, recall_customers: in
         **figures,
         "speedup": ratio(figures["exact"], figures["scann"]),
         "signature_speedup": ratio(figures["exact_signature"], figures["scann_signature"]),
-        "recall_at_10": recall_at_k(recommender, recall_sample),
-        "recall_customers": len(recall_sample),
+        "recall_at_10": recall_at_k(recommender, recall_queries),
+        "recall_customers": len(recall_queries),
     }
 
 
-def wrapper(model_dir: Path, *, repeat: int, warmup: int) -> dict[str, Figure]:
-    """`Recommender.recommend` (search, blend, sort) and the update path: `Recommender.score` and the SavedModel's
-    `score` signature, 100 products."""
+def wrapper(model_dir: Path, workload: Workload, *, repeat: int, warmup: int) -> dict[str, Figure]:
+    """The model part of generate, `Recommender.recommend(...).top(20)` (query tower from the history, search,
+    blend), and the update path: `Recommender.score` and the SavedModel's `score` signature, 100 products."""
     recommender, _ = timed_load(model_dir)
-    customers = _sample(sorted(recommender.artifact.customers), repeat, seed=3)
-    products = _sample(sorted(recommender.artifact.catalogue), SCORED_PRODUCTS, seed=4)
+    histories = workload.sample(repeat, seed=3)
+    now = workload.now
+    rng = np.random.default_rng(4)
+    catalogue = sorted(recommender.artifact.catalogue)
+    products = [catalogue[i] for i in rng.choice(len(catalogue), size=min(SCORED_PRODUCTS, len(catalogue)))]
+    queries = _queries(recommender, histories, now)
+
+    def recommend(i: int) -> object:
+        h = histories[i % len(histories)]
+        ranked = recommender.recommend(h.products, h.country, now)
+        return ranked.top(GENERATE_K) if ranked is not None else None
+
     return measure(
         {
-            "recommend": lambda i: recommender.recommend(customers[i % len(customers)]),
-            "score": lambda i: recommender.score(customers[i % len(customers)], products),
+            "recommend": recommend,
+            "score": lambda i: recommender.score(
+                histories[i % len(histories)].products, histories[i % len(histories)].country, now, products
+            ),
             "score_signature": lambda i: recommender.run_signature(
-                "score", customer_id=customers[i % len(customers)], product_ids=products
+                "score", query=queries[i % len(queries)], product_ids=products
             ),
         },
         repeat,
@@ -97,32 +142,36 @@ def wrapper(model_dir: Path, *, repeat: int, warmup: int) -> dict[str, Figure]:
     )
 
 
-def batch_generation(model_dir: Path, *, repeat: int, single_customers: int) -> dict[str, Any]:
-    """Top-20 for every customer: through the `recommend` signature in batches of 256, and one customer per call as
-    served (`Recommender.candidates`); customers per second."""
+def batch_generation(model_dir: Path, workload: Workload, *, repeat: int, single_customers: int) -> dict[str, Any]:
+    """Top-20 for every customer of the workload: the queries from their histories (numpy), then the `recommend`
+    signature in batches of 256; and one customer per call as served (`Recommender.recommend`); customers per
+    second, the query computation included in both."""
     recommender, _ = timed_load(model_dir)
-    customers = sorted(recommender.artifact.customers)
-    single = customers[:single_customers]
+    histories, now = workload.histories, workload.now
+    single = histories[:single_customers]
 
-    def batched(ids: list[str]) -> float:
+    def batched(chosen: list[PurchaseHistory]) -> float:
         start = time.perf_counter()
-        for i in range(0, len(ids), BATCH_SIZE):
-            out = recommender.run_signature("recommend", customer_ids=ids[i : i + BATCH_SIZE])
+        for i in range(0, len(chosen), BATCH_SIZE):
+            queries = _queries(recommender, chosen[i : i + BATCH_SIZE], now)
+            out = recommender.run_signature("recommend", queries=np.stack(queries))
             out["product_ids"][:, :BATCH_K], out["scores"][:, :BATCH_K]
-        return len(ids) / (time.perf_counter() - start)
+        return len(chosen) / (time.perf_counter() - start)
 
-    def one_by_one(ids: list[str]) -> float:
+    def one_by_one(chosen: list[PurchaseHistory]) -> float:
         start = time.perf_counter()
-        for customer in ids:
-            recommender.candidates(customer)[:BATCH_K]
-        return len(ids) / (time.perf_counter() - start)
+        for h in chosen:
+            ranked = recommender.recommend(h.products, h.country, now)
+            if ranked is not None:
+                ranked.top(BATCH_K)
+        return len(chosen) / (time.perf_counter() - start)
 
-    batched(customers[:BATCH_SIZE]), one_by_one(single[:10])  # warm-up
+    batched(histories[:BATCH_SIZE]), one_by_one(single[:10])  # warm-up
     return {
-        "customers": len(customers),
+        "customers": len(histories),
         "batch_size": BATCH_SIZE,
         "k": BATCH_K,
-        "batched": summarize([batched(customers) for _ in range(repeat)], "customers/s"),
+        "batched": summarize([batched(histories) for _ in range(repeat)], "customers/s"),
         "single_customers": len(single),
         "single": summarize([one_by_one(single) for _ in range(repeat)], "customers/s"),
     }

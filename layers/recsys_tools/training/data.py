@@ -160,6 +160,13 @@ def product_names(purchases: pd.DataFrame) -> dict[str, str]:
     return {product: names.get(product, "") for product in vocabulary(purchases["product_id"])}
 
 
+def popular_products(purchases: pd.DataFrame, size: int = 500) -> list[tuple[str, float]]:
+    """(product, distinct customers), most distinct customers first (ties: quantity)."""
+    stats = purchases.groupby("product_id").agg(customers=("customer_id", "nunique"), quantity=("quantity", "sum"))
+    top = stats.sort_values(["customers", "quantity"], ascending=False, kind="stable").head(size)
+    return [(p, float(n)) for p, n in zip(top.index, top["customers"], strict=True)]
+
+
 def synthetic_purchases(num_customers: int = 30, num_products: int = 12, seed: int = 0) -> pd.DataFrame:
     """A small cleaned-format dataset with learnable structure: customers fall into groups, each group mostly buys
     its own products. Ids look like the Online Retail ones; timestamps span 2011, so the default split works."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,8 +28,8 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recsys_tools.training import baselines
-from recsys_tools.training.data import Split, product_names, time_split
-from recsys_tools.training.params import TrainParams, Variant
+from recsys_tools.training.data import Split, popular_products, product_names, time_split
+from recsys_tools.training.params import K_MAX, TrainParams, Variant
 
 log = logging.getLogger(__name__)
 
@@ -112,30 +113,30 @@ def eval_data(split: Split) -> EvalData:
     )
 
 
-def evaluate_scores(scores: Floats, data: EvalData) -> dict[str, dict[str, Any]]:
-    """Recall@1..CURVE_K and NDCG@REPORT_K per view, for scores [test customers, products]."""
+def evaluate_ranked(ranked: dict[str, Ints], data: EvalData) -> dict[str, dict[str, Any]]:
+    """Recall@1..CURVE_K and NDCG@REPORT_K per view, for each view's ranked product columns [customers, CURVE_K]
+    (-1 pads a row with fewer products)."""
     result: dict[str, dict[str, Any]] = {}
     for view in VIEWS:
-        rows = data.view_rows[view]
-        exclude = data.counts[data.test_rows[rows]] if view == "new" else None
-        ranked = rank(scores[rows], CURVE_K, exclude)
         targets = data.targets[view]
-        curve = [recall_at_k(ranked, targets, k) for k in range(1, CURVE_K + 1)]
+        curve = [recall_at_k(ranked[view], targets, k) for k in range(1, CURVE_K + 1)]
         result[view] = {
             f"recall@{REPORT_K}": round(curve[REPORT_K - 1], 4),
-            f"ndcg@{REPORT_K}": round(ndcg_at_k(ranked, targets, REPORT_K), 4),
+            f"ndcg@{REPORT_K}": round(ndcg_at_k(ranked[view], targets, REPORT_K), 4),
             "recall_curve": [round(r, 4) for r in curve],
-            "customers": len(rows),
+            "customers": len(targets),
         }
     return result
 
 
-def blend(model_scores: Floats, data: EvalData, buy_again_weight: float, *, counts: bool = False) -> Floats:
-    """Model score + weight * [customer bought the product before]; with ``counts`` (the served blend)
-    weight * log(1 + times bought) instead."""
-    own = data.counts[data.test_rows].toarray()
-    bonus: Floats = (np.log1p(own) if counts else (own > 0)).astype(np.float32)
-    return model_scores + buy_again_weight * bonus
+def evaluate_scores(scores: Floats, data: EvalData) -> dict[str, dict[str, Any]]:
+    """Metrics of scores [test customers, products]; in "new" what a customer bought is never ranked."""
+    ranked = {}
+    for view in VIEWS:
+        rows = data.view_rows[view]
+        exclude = data.counts[data.test_rows[rows]] if view == "new" else None
+        ranked[view] = rank(scores[rows], CURVE_K, exclude)
+    return evaluate_ranked(ranked, data)
 
 
 def baseline_scores(data: EvalData) -> dict[str, Floats]:
@@ -149,29 +150,63 @@ def baseline_scores(data: EvalData) -> dict[str, Floats]:
 # --- the two-tower model on the split --------------------------------------------------------------------------
 
 
-def model_scores(split: Split, data: EvalData, params: TrainParams) -> Floats:
-    """Train the two-tower model on the training split and score every product for the test customers."""
-    from recsys_tools.training import model as two_tower  # TensorFlow only when the model is evaluated
+def served_ranking(split: Split, data: EvalData, path: Path) -> dict[str, Ints]:
+    """What serving returns for each test customer, through ``recsys.recommender`` on the artifact at ``path``: the
+    query from the customer's history before the split (as of the cut-off), ScaNN, the buy-again blend ("all") or
+    only never-bought products ("new"); as ranked product columns per view."""
+    from recsys.artifact import Artifact
+    from recsys.recommender import Recommender
+    from recsys.settings import Settings
+    from recsys_tools.history import purchase_histories
 
-    embeddings, _ = two_tower.fit(split.train, params, product_names(split.train))
-    assert embeddings.customers == data.customers
-    assert embeddings.products == data.products
-    queries = embeddings.customer_embeddings[data.test_rows]
-    return np.asarray(queries @ embeddings.product_embeddings.T, dtype=np.float32)
+    served = Recommender(Artifact(path))
+    now = split.cutoff.timestamp()
+    column = {p: i for i, p in enumerate(data.products)}
+    test_customers = {data.customers[row] for row in data.test_rows}
+    histories = {
+        h.customer_id: h
+        for h in purchase_histories(
+            split.train[split.train["customer_id"].isin(test_customers)], Settings().max_history_products
+        )
+    }
+    ranked: dict[str, Ints] = {}
+    for view in VIEWS:
+        rows = np.full((len(data.view_rows[view]), CURVE_K), -1, dtype=np.int64)
+        for i, row in enumerate(data.test_rows[data.view_rows[view]]):
+            history = histories[data.customers[row]]
+            result = served.recommend(history.products, history.country, now, exclude_purchased=view == "new")
+            top = [column[p] for p, _ in result.top(CURVE_K)] if result is not None else []
+            rows[i, : len(top)] = top
+        ranked[view] = rows
+    return ranked
 
 
 def evaluate_model(
     split: Split, data: EvalData, params: TrainParams, name: str
 ) -> dict[str, dict[str, dict[str, Any]]]:
-    """Metrics of the model alone and, when ``params.buy_again_weight`` is set, of the served blend (the blend only
-    changes the "all" view: in "new" every bought product is excluded anyway)."""
-    scores = model_scores(split, data, params)
-    results = {name: evaluate_scores(scores, data)}
-    if params.buy_again_weight:
-        w = params.buy_again_weight
-        results[f"{name} + bought-before blend (w={w:g}, not served)"] = evaluate_scores(blend(scores, data, w), data)
-        counted = evaluate_scores(blend(scores, data, w, counts=True), data)
-        results[f"{name} + log-count blend (w={w:g}, served)"] = counted
+    """The two-tower model trained on the split: alone (its query as of the training data's end, exact scores over
+    the catalogue) and as served (exported, then ``served_ranking``)."""
+    from recsys_tools.training import model as two_tower  # TensorFlow only when the model is evaluated
+    from recsys_tools.training.export import export_artifact
+
+    names = product_names(split.train)
+    towers, _ = two_tower.fit(split.train, params, names)
+    assert towers.products == data.products
+    alone = towers.sample_queries[data.test_rows] @ towers.product_embeddings.T
+    results = {name: evaluate_scores(np.asarray(alone, dtype=np.float32), data)}
+    with tempfile.TemporaryDirectory() as tmp:
+        export_artifact(
+            Path(tmp),
+            towers,
+            manifest={"version": f"split-{split.cutoff.date()}", "parameters": asdict(params)},
+            catalogue=names,
+            popular=popular_products(split.train),
+            k_max=K_MAX,
+            half_life_days=params.recency_half_life_days,
+        )
+        served = served_ranking(split, data, Path(tmp))
+    w = params.buy_again_weight
+    results[f"{name}, served (live-history query, ScaNN, log-count blend w={w:g})"] = evaluate_ranked(served, data)
     return results
 
 

@@ -1,8 +1,8 @@
-"""Export embedding tables and a ScaNN index as a SavedModel that serving loads with TensorFlow + scann only.
+"""Export a trained model's towers and a ScaNN index as a SavedModel that serving loads with TensorFlow + scann only.
 
-The module holds string->row hash tables, the two embedding tables (each with a trailing all-zero OOV row) and a
-ScaNN searcher built directly with ``scann.scann_ops.builder`` (no TFRS, no Keras), and exposes exactly the
-signatures documented in ``recsys.artifact``.
+The module holds string->row hash tables, the embedding tables (product, history and country, each with a trailing
+all-zero OOV row) and a ScaNN searcher built directly with ``scann.scann_ops.builder`` (no TFRS, no Keras), and
+exposes exactly the signatures documented in ``recsys.artifact``. Nothing in it is per customer.
 
 ScaNN facts this module relies on (scann 1.4.2, pinned by tests/unit/test_export.py):
 
@@ -28,15 +28,30 @@ import numpy.typing as npt
 import tensorflow as tf
 from scann.scann_ops.py import scann_ops
 
+from recsys import artifact
 from recsys.artifact import SAVED_MODEL_DIR
 
 BRUTE_FORCE_BELOW = 1_000  # catalogues smaller than this are searched exhaustively
 PAD_PRODUCT_ID = ""
-RECALL_SAMPLE = 500  # customers used to measure ScaNN recall@10 against brute force
+RECALL_SAMPLE = 500  # sample queries used to measure ScaNN recall@10 against brute force
 RECALL_K = 10
 
 Floats = npt.NDArray[np.float32]
 Ids = npt.NDArray[np.object_]
+
+
+@dataclass(frozen=True)
+class Towers:
+    """What serving needs of a trained model, and nothing per customer: the candidate tower's output per product, the
+    query tower's tables (history embedding per product, country embedding per country), and sample queries (training
+    customers', computed as serving would) to tune and measure the index with."""
+
+    products: list[str]
+    product_embeddings: Floats  # [P, D]
+    history_embeddings: Floats  # [P, D]
+    countries: list[str]
+    country_embeddings: Floats  # [C, D]; zeros when the model does not use the country
+    sample_queries: Floats  # [S, D]
 
 
 @dataclass(frozen=True)
@@ -161,37 +176,32 @@ def _with_oov_row(embeddings: Floats) -> tf.Variable:
 
 
 class RecommenderModule(tf.Module):  # type: ignore[misc]
-    """Embedding tables + ScaNN index with the serving signatures."""
+    """The product side, the query tower's tables and the ScaNN index, with the serving signatures. Nothing per
+    customer: the query is computed from a purchase history at request time (``query``)."""
 
-    def __init__(
-        self,
-        customer_ids: Ids,
-        customer_embeddings: Floats,
-        product_ids: Ids,
-        product_embeddings: Floats,
-        searcher: Any,
-        params: IndexParams,
-        k_max: int,
-    ) -> None:
+    def __init__(self, towers: Towers, searcher: Any, params: IndexParams, k_max: int, half_life_days: float) -> None:
         super().__init__(name="recommender")
+        product_ids = np.asarray(towers.products, dtype=object)
         self._params = params
         self._k_max = k_max
         self._num_products = len(product_ids)
         self._k_search = min(k_max, self._num_products)
-        self.customer_table = _lookup_table(customer_ids)
+        self._half_life_days = float(half_life_days)
         self.product_table = _lookup_table(product_ids)
-        self.customer_embeddings = _with_oov_row(customer_embeddings)
-        self.product_embeddings = _with_oov_row(product_embeddings)
-        # the ids of the embedding rows, in order (serving maps ids to rows with them); product row N, the padding
-        # index, is the empty id
-        self.customer_vocabulary = tf.Variable(customer_ids, trainable=False, dtype=tf.string)
+        self.country_table = _lookup_table(np.asarray(towers.countries, dtype=object))
+        self.product_embeddings = _with_oov_row(towers.product_embeddings)
+        self.history_embeddings = _with_oov_row(towers.history_embeddings)
+        self.country_embeddings = _with_oov_row(towers.country_embeddings)
+        # the ids of the rows, in order (serving maps ids to rows with them); product row N, the padding and OOV row,
+        # is the empty id
         self.product_vocabulary = tf.Variable(
             np.concatenate([product_ids, np.array([PAD_PRODUCT_ID], dtype=object)]), trainable=False, dtype=tf.string
         )
+        self.country_vocabulary = tf.Variable(
+            np.asarray(towers.countries, dtype=object), trainable=False, dtype=tf.string, shape=[None]
+        )
+        self.recency_half_life_days = tf.Variable(self._half_life_days, trainable=False, dtype=tf.float32)
         self.scann = searcher.serialize_to_module()
-
-    def _queries(self, customer_ids: tf.Tensor) -> tf.Tensor:
-        return tf.gather(self.customer_embeddings, self.customer_table.lookup(customer_ids))
 
     def _finalise(self, indices: tf.Tensor, scores: tf.Tensor) -> dict[str, tf.Tensor]:
         """Rows come best first with invalid hits last (ScaNN: NaN score, index 0) and no duplicates (pinned by
@@ -209,27 +219,52 @@ class RecommenderModule(tf.Module):  # type: ignore[misc]
             "scores": tf.ensure_shape(scores, [None, self._k_max]),
         }
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="customer_ids")])  # type: ignore[untyped-decorator]
-    def recommend(self, customer_ids: tf.Tensor) -> dict[str, tf.Tensor]:
+    @tf.function(  # type: ignore[untyped-decorator]
+        input_signature=[
+            tf.TensorSpec([None], tf.string, name="product_ids"),
+            tf.TensorSpec([None], tf.float32, name="counts"),
+            tf.TensorSpec([None], tf.float32, name="ages_days"),
+            tf.TensorSpec([], tf.string, name="country"),
+        ]
+    )
+    def query(
+        self, product_ids: tf.Tensor, counts: tf.Tensor, ages_days: tf.Tensor, country: tf.Tensor
+    ) -> dict[str, tf.Tensor]:
+        """The query tower on one purchase history: the mean of the products' history embeddings weighted by
+        log(1 + times bought) x 2^(-days since last bought / half-life), plus the country's embedding. Products and
+        countries the model does not know add nothing (an all-unknown history gives the country's vector alone).
+        Being a weighted mean, it depends only on the ages relative to each other: they are taken from the latest
+        purchase, so a history years old is weighted as it was when fresh instead of underflowing to zero."""
+        rows = self.product_table.lookup(product_ids)
+        is_known = rows < self._num_products
+        known = tf.cast(is_known, tf.float32)
+        # ages from the latest known purchase: the mean does not change, and old histories do not underflow
+        latest = tf.reduce_min(tf.where(is_known, ages_days, float("inf")))
+        recency = tf.math.pow(2.0, -tf.maximum(ages_days - latest, 0.0) / self._half_life_days)
+        weights = known * tf.math.log1p(counts) * recency
+        total = tf.linalg.matvec(tf.gather(self.history_embeddings, rows), weights, transpose_a=True)
+        history = total / tf.maximum(tf.reduce_sum(weights), 1e-6)
+        return {"query": history + tf.gather(self.country_embeddings, self.country_table.lookup(country))}
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float32, name="queries")])  # type: ignore[untyped-decorator]
+    def recommend(self, queries: tf.Tensor) -> dict[str, tf.Tensor]:
         searcher = scann_ops.searcher_from_module(self.scann)
-        indices, scores = _search(searcher, self._queries(customer_ids), self._params, self._k_search)
+        indices, scores = _search(searcher, queries, self._params, self._k_search)
         return self._finalise(indices, scores)
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="customer_ids")])  # type: ignore[untyped-decorator]
-    def recommend_exact(self, customer_ids: tf.Tensor) -> dict[str, tf.Tensor]:
+    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float32, name="queries")])  # type: ignore[untyped-decorator]
+    def recommend_exact(self, queries: tf.Tensor) -> dict[str, tf.Tensor]:
         products = self.product_embeddings[: self._num_products]
-        scores = tf.matmul(self._queries(customer_ids), products, transpose_b=True)
-        top = tf.math.top_k(scores, self._k_search)
+        top = tf.math.top_k(tf.matmul(queries, products, transpose_b=True), self._k_search)
         return self._finalise(top.indices, top.values)
 
     @tf.function(  # type: ignore[untyped-decorator]
         input_signature=[
-            tf.TensorSpec([], tf.string, name="customer_id"),
+            tf.TensorSpec([None], tf.float32, name="query"),
             tf.TensorSpec([None], tf.string, name="product_ids"),
         ]
     )
-    def score(self, customer_id: tf.Tensor, product_ids: tf.Tensor) -> dict[str, tf.Tensor]:
-        query = self._queries(customer_id[None])[0]
+    def score(self, query: tf.Tensor, product_ids: tf.Tensor) -> dict[str, tf.Tensor]:
         products = tf.gather(self.product_embeddings, self.product_table.lookup(product_ids))
         return {"scores": tf.linalg.matvec(products, query)}
 
@@ -247,22 +282,20 @@ def _ids(ids: Sequence[str], embeddings: Floats, what: str) -> Ids:
 
 def export_model(
     out_dir: Path,
-    customer_ids: Sequence[str],
-    customer_embeddings: npt.ArrayLike,
-    product_ids: Sequence[str],
-    product_embeddings: npt.ArrayLike,
+    towers: Towers,
     *,
     k_max: int = 200,
     index: IndexParams | None = None,
+    half_life_days: float = 90.0,
 ) -> dict[str, Any]:
     """Write ``out_dir/saved_model`` and return the manifest fields it determines: k_max, embedding_dim,
-    the index parameters actually served and the measured ScaNN recall@10 against brute force."""
-    customers = np.ascontiguousarray(customer_embeddings, dtype=np.float32)
-    products = np.ascontiguousarray(product_embeddings, dtype=np.float32)
-    if customers.ndim != 2 or products.ndim != 2 or customers.shape[1] != products.shape[1]:
-        raise ValueError(f"embedding shapes differ: {customers.shape} vs {products.shape}")
-    customer_array = _ids(customer_ids, customers, "customer")
-    product_array = _ids(product_ids, products, "product")
+    the index parameters actually served and the measured ScaNN recall@10 against brute force (on the sample
+    queries: training customers' queries)."""
+    products = np.ascontiguousarray(towers.product_embeddings, dtype=np.float32)
+    queries = np.ascontiguousarray(towers.sample_queries, dtype=np.float32)
+    if products.ndim != 2 or queries.ndim != 2 or queries.shape[1] != products.shape[1]:
+        raise ValueError(f"embedding shapes differ: {queries.shape} vs {products.shape}")
+    product_array = _ids(towers.products, products, "product")
     if np.any(product_array == PAD_PRODUCT_ID):
         raise ValueError("the empty product id is reserved for padding")
     if k_max < 1:
@@ -273,11 +306,12 @@ def export_model(
         raise ValueError("reorder_num_neighbors must be at least k_max, or ScaNN returns fewer rows")
 
     searcher = _build_searcher(products, params, k_search)
-    sample = np.random.default_rng(0).permutation(len(customers))[:RECALL_SAMPLE]
-    params, recall = _tune_leaves(searcher, customers[sample], products, params, k_search)
+    sample = np.random.default_rng(0).permutation(len(queries))[:RECALL_SAMPLE]
+    params, recall = _tune_leaves(searcher, queries[sample], products, params, k_search)
 
-    module = RecommenderModule(customer_array, customers, product_array, products, searcher, params, k_max)
+    module = RecommenderModule(towers, searcher, params, k_max, half_life_days)
     signatures = {
+        "query": module.query.get_concrete_function(),
         "recommend": module.recommend.get_concrete_function(),
         "recommend_exact": module.recommend_exact.get_concrete_function(),
         "score": module.score.get_concrete_function(),
@@ -296,3 +330,21 @@ def export_model(
         "scann_recall_at_10": round(recall, 4),
         "scann_recall_sample": len(sample),
     }
+
+
+def export_artifact(
+    path: Path,
+    towers: Towers,
+    *,
+    manifest: dict[str, Any],
+    catalogue: dict[str, str],
+    popular: Sequence[tuple[str, float]],
+    k_max: int,
+    half_life_days: float,
+) -> dict[str, Any]:
+    """A complete artifact version in ``path``: the SavedModel, and the manifest (``manifest`` + what the export
+    determined) with the catalogue and the popular list beside it. Returns the manifest written."""
+    exported = export_model(path, towers, k_max=k_max, half_life_days=half_life_days)
+    written = {**manifest, **exported}
+    artifact.write_artifact(path, manifest=written, catalogue=catalogue, popular=popular)
+    return written

@@ -3,11 +3,11 @@
 Candidate tower: product id embedding + mean of the product name's token embeddings.
 Query tower: weighted mean of the customer's purchase-history embeddings (a table separate from the candidate one;
 weight = log(1 + purchases) x recency decay; computed for all customers at once as a sparse [customers, products]
-matrix times the table), + country embedding, + optionally a customer id embedding.
+matrix times the table), + country embedding. Nothing in it is per customer, so serving computes a query from any
+purchase history at request time, with the tables exported here (``Towers``).
 Training examples are the distinct (customer, product) pairs; the target product is left out of the history of
 its own example (else the model only learns to copy the history), and the in-batch sampled softmax is corrected for
-popularity (logQ: ``candidate_sampling_probability``). Serving needs only the two output tables, so the query
-embedding of every customer is computed here from the customer's full history (``Embeddings``).
+popularity (logQ: ``candidate_sampling_probability``).
 
 TFRS 0.7 refuses Keras 3, so ``TF_USE_LEGACY_KERAS=1`` is set before TensorFlow is imported (tf-keras).
 """
@@ -30,6 +30,7 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 from recsys_tools.training.data import vocabulary
+from recsys_tools.training.export import Towers
 from recsys_tools.training.params import TrainParams
 
 Floats = npt.NDArray[np.float32]
@@ -43,7 +44,8 @@ class Features:
 
     customers: list[str]
     products: list[str]
-    country: Ints  # [C]
+    countries: list[str]  # the country vocabulary
+    country: Ints  # [customers] index into countries
     tokens: Ints  # [P, T] token ids, 0 for padding
     num_countries: int
     num_tokens: int
@@ -84,6 +86,7 @@ def build_features(purchases: pd.DataFrame, params: TrainParams, names: dict[str
     return Features(
         customers=customers,
         products=products,
+        countries=country_vocab,
         country=country,
         tokens=tokens,
         num_countries=len(country_vocab),
@@ -115,7 +118,6 @@ class TwoTowerModel(tfrs.Model):  # type: ignore[misc]
         )
         self.token_embedding = embedding(features.num_tokens) if params.use_names else None
         self.country_embedding = embedding(features.num_countries) if params.use_country else None
-        self.customer_embedding = embedding(len(features.customers)) if params.use_customer_id else None
         # the weighted history as a sparse [customers, products] matrix: one sparse matmul gives every customer's
         # weighted history sum, far cheaper than gathering per-example histories
         self.history_matrix = tf.sparse.SparseTensor(
@@ -149,8 +151,6 @@ class TwoTowerModel(tfrs.Model):  # type: ignore[misc]
         embedded = totals / tf.maximum(weights, 1e-6)[:, None]
         if self.country_embedding is not None:
             embedded += self.country_embedding(tf.gather(self.country, customers))
-        if self.customer_embedding is not None:
-            embedded += self.customer_embedding(customers)
         return embedded
 
     def compute_loss(self, inputs: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
@@ -163,16 +163,6 @@ class TwoTowerModel(tfrs.Model):  # type: ignore[misc]
             candidate_ids=products,
             compute_metrics=False,
         )
-
-
-@dataclass(frozen=True)
-class Embeddings:
-    """What serving needs: one query row per customer (full history), one candidate row per product."""
-
-    customers: list[str]
-    customer_embeddings: Floats
-    products: list[str]
-    product_embeddings: Floats
 
 
 def train_model(features: Features, params: TrainParams) -> TwoTowerModel:
@@ -197,19 +187,33 @@ def train_model(features: Features, params: TrainParams) -> TwoTowerModel:
     return model
 
 
-def embeddings(model: TwoTowerModel, features: Features) -> Embeddings:
+def towers(model: TwoTowerModel, features: Features) -> Towers:
+    """The trained tables serving needs, and every training customer's query (full history, as of the data's end)
+    as sample queries."""
     batch = 4096
     queries = [
         model.query(tf.range(i, min(i + batch, len(features.customers)))).numpy()
         for i in range(0, len(features.customers), batch)
     ]
-    candidates = model.candidate(tf.range(len(features.products))).numpy()
-    return Embeddings(features.customers, np.concatenate(queries), features.products, candidates)
+    dim = model.params.embedding_dim
+    countries = (
+        model.country_embedding.embeddings.numpy()
+        if model.country_embedding is not None
+        else np.zeros((len(features.countries), dim), np.float32)
+    )
+    return Towers(
+        products=features.products,
+        product_embeddings=model.candidate(tf.range(len(features.products))).numpy(),
+        history_embeddings=model.history_embedding.numpy(),
+        countries=features.countries,
+        country_embeddings=countries,
+        sample_queries=np.concatenate(queries),
+    )
 
 
-def fit(purchases: pd.DataFrame, params: TrainParams, names: dict[str, str]) -> tuple[Embeddings, dict[str, Any]]:
-    """Train on ``purchases`` and return the embeddings plus vocabulary sizes for the manifest."""
+def fit(purchases: pd.DataFrame, params: TrainParams, names: dict[str, str]) -> tuple[Towers, dict[str, Any]]:
+    """Train on ``purchases`` and return the towers plus vocabulary sizes for the manifest."""
     features = build_features(purchases, params, names)
     model = train_model(features, params)
     sizes = {"customers": len(features.customers), "products": len(features.products), "tokens": features.num_tokens}
-    return embeddings(model, features), sizes
+    return towers(model, features), sizes

@@ -42,7 +42,6 @@ class TrainParams:
     recency_half_life_days: float = 90.0
     use_names: bool = True
     use_country: bool = True
-    use_customer_id: bool = False
     logq_correction: bool = True
     leave_target_out: bool = True
     buy_again_weight: float = 1.0  # serve-time blend for the "all" view; see recsys_tools.training.train
@@ -65,6 +64,5 @@ VARIANTS: dict[str, Variant] = {
     "two-tower, no product names": lambda p: replace(p, use_names=False),
     "two-tower, no logQ correction": lambda p: replace(p, logq_correction=False),
     "two-tower, target kept in history": lambda p: replace(p, leave_target_out=False),
-    "two-tower + customer id embedding": lambda p: replace(p, use_customer_id=True),
     "two-tower, no buy-again blend": lambda p: replace(p, buy_again_weight=0.0),
 }

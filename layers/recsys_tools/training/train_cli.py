@@ -24,8 +24,8 @@ def configure_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
 
-def add_data_arguments(parser: argparse.ArgumentParser) -> None:
-    """Data flags shared with `recsys evaluate`."""
+def add_csv_arguments(parser: argparse.ArgumentParser) -> None:
+    """Which purchase CSV and how to read it (shared with `recsys evaluate` and `recsys import-history`)."""
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="purchases CSV (default: the shipped file)")
     defaults = Columns()
     for field in fields(Columns):
@@ -36,6 +36,11 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
         "--product-pattern",
         help="regex product ids must match (default: the Online Retail one when the product column is StockCode)",
     )
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """Data flags shared with `recsys evaluate`: the CSV, the evaluation split and where artifacts live."""
+    add_csv_arguments(parser)
     parser.add_argument("--split-date", default=DEFAULT_SPLIT_DATE, help="evaluation split (YYYY-MM-DD)")
     parser.add_argument("--artifacts-root", type=Path, default=Settings().artifacts_root)
 
