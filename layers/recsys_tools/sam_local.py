@@ -33,7 +33,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +43,7 @@ from typing import IO, Any
 from recsys.settings import REPO_ROOT, Settings
 from recsys_tools.local_stack import create_table
 from recsys_tools.template import environment, functions, load_template
+from recsys_tools.training.params import DEFAULT_DATA
 
 INFRA = REPO_ROOT / "infra" / "sam-local"
 STANDIN = INFRA / "base"
@@ -789,10 +790,14 @@ def bridge_gateway(engine: Engine, image: str) -> Iterator[str]:
 
 
 @contextmanager
-def local_dynamodb(host: str, template: Mapping[str, Any]) -> Iterator[str]:
+def local_dynamodb(host: str, template: Mapping[str, Any], customers: Collection[str]) -> Iterator[str]:
     """moto's server on ``host`` (an ephemeral port) with the template's tables, created by the local stack from the
-    settings the functions get; its endpoint URL. Stopped on exit."""
+    settings the functions get, and the purchase histories of ``customers`` from the shipped data (as
+    `recsys import-history` seeds them: generate and update read them); its endpoint URL. Stopped on exit."""
     from moto.server import ThreadedMotoServer
+
+    from recsys_tools.import_history import import_histories
+    from recsys_tools.training.data import load_purchases
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
     with socket.socket() as probe:  # ThreadedMotoServer.start() waits forever when it cannot bind
@@ -809,6 +814,9 @@ def local_dynamodb(host: str, template: Mapping[str, Any]) -> Iterator[str]:
         os.environ.update({"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_REGION": REGION})
         os.environ.update(variables)
         create_table(Settings(), dict(template))
+        purchases = load_purchases(DEFAULT_DATA)
+        import_histories(Settings(), purchases[purchases["customer_id"].isin(list(customers))])
+        say(f"seeded the purchase histories of customers {', '.join(sorted(customers))} from {DEFAULT_DATA.name}")
         yield endpoint
     finally:
         server.stop()
@@ -878,7 +886,7 @@ def _run(base_choice: str, rounds: int, started: float) -> tuple[list[Outcome], 
         size = engine.image_size(image)
         say(f"{elapsed()} built {image}: {size / 1e9:.2f} GB")
         gateway = stack.enter_context(bridge_gateway(engine, image))
-        endpoint = stack.enter_context(local_dynamodb(gateway, template))
+        endpoint = stack.enter_context(local_dynamodb(gateway, template, {i.customer_id for i in planned}))
         env_file = CACHE / "env.json"
         env_file.write_text(json.dumps(env_vars(template, endpoint), indent=2), encoding="utf-8")
         outcomes: list[Outcome] = []
