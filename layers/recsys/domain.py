@@ -30,7 +30,7 @@ class Recommendation:
 class RecommendationList:
     customer_id: str
     items: tuple[Recommendation, ...] = ()
-    excluded: frozenset[str] = frozenset()
+    excluded: tuple[str, ...] = ()  # products delete removed, oldest first (the oldest are forgotten first)
     model_version: str | None = None
     created_at: datetime = field(default_factory=utc_now)
     updated_at: datetime = field(default_factory=utc_now)

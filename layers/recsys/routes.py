@@ -8,10 +8,13 @@ at a time, like one Lambda container.
 """
 
 # No `from __future__ import annotations`: FastAPI reads the endpoints' annotations, some of them local to a builder.
+from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BeforeValidator
 
 from recsys.schemas import CustomerIdPath, ErrorResponse, RecommendationList, RecordedPurchases, request_models
 
@@ -22,6 +25,35 @@ if TYPE_CHECKING:
 
 ServiceProvider = Callable[[], "RecommendationService"]
 ERROR_STATUSES = (400, 404, 409, 422, 503)
+
+
+def _plain_integer(value: Any) -> Any:
+    """A query integer as plain decimal digits only: not ``1_0``, ``+5``, ``5.0`` or `` 5`` (lax int parsing would)."""
+    if isinstance(value, str) and not (value.isascii() and value.isdigit()):
+        raise ValueError("expected a plain decimal integer")
+    return value
+
+
+def _plain_boolean(value: Any) -> Any:
+    """A query boolean as ``true`` or ``false`` only (lax bool parsing would take 1, yes, on, ...)."""
+    if isinstance(value, str):
+        if value not in ("true", "false"):
+            raise ValueError("expected true or false")
+        return value == "true"
+    return value
+
+
+def _single_query_values(request: Request) -> None:
+    """A query parameter named twice is a 422 (the framework would silently take the last)."""
+    counts = Counter(name for name, _ in request.query_params.multi_items())
+    repeated = sorted(name for name, n in counts.items() if n > 1)
+    if repeated:
+        raise RequestValidationError(
+            [
+                {"type": "repeated_parameter", "loc": ("query", name), "msg": "a query parameter may be given once"}
+                for name in repeated
+            ]
+        )
 
 
 def _router(
@@ -36,14 +68,19 @@ def _router(
         responses={status: {"model": ErrorResponse} for status in ERROR_STATUSES},
         operation_id=op.name,
         summary=summary,
+        dependencies=[Depends(_single_query_values)],
     )
     return router, decorator
 
 
 def generate(op: "Operation", settings: "Settings", service: ServiceProvider) -> APIRouter:
     router, endpoint = _router(op, "Generate and store the customer's recommendations")
-    K = Annotated[int, Query(ge=1, le=settings.max_k, description="How many products")]
-    ExcludePurchased = Annotated[bool, Query(description="Leave out products the customer already bought")]
+    K = Annotated[int, BeforeValidator(_plain_integer), Query(ge=1, le=settings.max_k, description="How many products")]
+    ExcludePurchased = Annotated[
+        bool,
+        BeforeValidator(_plain_boolean),
+        Query(description="Leave out products the customer already bought: true or false"),
+    ]
 
     @endpoint
     async def customer_recommendations(

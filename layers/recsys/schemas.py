@@ -198,7 +198,10 @@ class RecordedPurchases(BaseModel):
 class ErrorDetail(BaseModel):
     code: str
     message: str
-    details: Any = None
+    details: dict[str, Any] = Field(
+        description="Always present, {} when there is nothing more to say; a validation error's: the first 10 "
+        "problems {location, message, type} as errors and error_count"
+    )
 
 
 class ErrorResponse(BaseModel):

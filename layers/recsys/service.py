@@ -91,7 +91,7 @@ class RecommendationService:
         leave_out = bought.keys() if exclude_purchased else frozenset()
 
         def apply(stored: RecommendationList) -> RecommendationList:
-            chosen = ranked.top(k, stored.excluded | leave_out)
+            chosen = ranked.top(k, frozenset(stored.excluded) | leave_out)
             items = tuple(Recommendation(p, s, source, model.name(p)) for p, s in chosen)
             return stored.evolve(items=items, model_version=model.version)
 
@@ -109,20 +109,22 @@ class RecommendationService:
                     {"max_items": self.settings.max_items},
                 )
             items = tuple(sorted(merged.values(), key=lambda i: i.score, reverse=True))
-            return stored.evolve(items=items, excluded=stored.excluded - merged.keys())
+            return stored.evolve(items=items, excluded=tuple(p for p in stored.excluded if p not in merged))
 
         return self._write_list(customer_id, apply, create=True)
 
     def delete(self, customer_id: str, product_ids: list[str]) -> RecommendationList:
-        """Remove the products and remember them as excluded, so regeneration does not bring them back."""
+        """Remove the products and remember them as excluded, so regeneration does not bring them back.
+
+        Always succeeds: the exclusions are bounded by forgetting the oldest. The named products become the newest
+        exclusions (in the request's order; one named again moves up), and only the MAX_EXCLUDED newest are kept."""
         removed = frozenset(product_ids)
 
         def apply(stored: RecommendationList) -> RecommendationList:
-            excluded = stored.excluded | removed
-            if len(excluded) > self.settings.max_excluded:
-                raise UnprocessableError(f"At most {self.settings.max_excluded} products can be excluded per customer")
+            excluded = (*(p for p in stored.excluded if p not in removed), *product_ids)
+            keep = self.settings.max_excluded
             items = tuple(i for i in stored.items if i.product_id not in removed)
-            return stored.evolve(items=items, excluded=excluded)
+            return stored.evolve(items=items, excluded=excluded[-keep:] if keep else ())
 
         return self._write_list(customer_id, apply, create=False)
 

@@ -10,7 +10,8 @@ surface as :class:`UnavailableError` after botocore's ``standard`` retries.
 The list itself is one string attribute, ``items``: a JSON array of {product_id, score, source, name?}, best first.
 The list is only ever read and written whole, and as one attribute it costs (de)serialising one value instead of
 four per product, in botocore and in moto (whose serialiser made a 20-product GetItem take ~16 ms); JSON keeps the
-float scores exact, with no Decimal round trip. The history's products are one JSON string attribute too,
+float scores exact, with no Decimal round trip. The exclusions, ``excluded``, are a JSON array string too, oldest
+first (older items hold a string set, still read). The history's products are one JSON string attribute too,
 ``products``: {product_id: {n, q, t, d30, d90, ref}} (see ``history_json``).
 """
 
@@ -78,8 +79,8 @@ def _to_item(stored: RecommendationList, expires_at: datetime) -> dict[str, Any]
         "version": stored.version,
         "expires_at": int(expires_at.timestamp()),
     }
-    if stored.excluded:  # DynamoDB has no empty sets
-        item["excluded"] = set(stored.excluded)
+    if stored.excluded:
+        item["excluded"] = _json(list(stored.excluded))  # oldest first: the order decides what is forgotten
     if stored.model_version:
         item["model_version"] = stored.model_version
     return {key: _serializer.serialize(value) for key, value in item.items()}
@@ -93,12 +94,22 @@ def _from_item(raw: dict[str, Any]) -> RecommendationList:
             Recommendation(i["product_id"], float(i["score"]), i["source"], i.get("name"))
             for i in json.loads(item["items"])
         ),
-        excluded=frozenset(item.get("excluded", ())),
+        excluded=_excluded(item.get("excluded")),
         model_version=item.get("model_version"),
         created_at=datetime.fromisoformat(item["created_at"]),
         updated_at=datetime.fromisoformat(item["updated_at"]),
         version=int(item["version"]),
     )
+
+
+def _excluded(value: Any) -> tuple[str, ...]:
+    """The stored exclusions, oldest first: a JSON array string; lists written before the order was kept hold a
+    string set (order unknown: read sorted, so they are forgotten in a stable order)."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return tuple(json.loads(value))
+    return tuple(sorted(value))
 
 
 def history_json(products: Mapping[str, ProductHistory]) -> str:

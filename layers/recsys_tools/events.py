@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -17,18 +18,22 @@ def http_api_event(
     op: Operation,
     customer_id: str,
     *,
-    query: dict[str, str] | None = None,
+    query: Mapping[str, str | list[str]] | None = None,
     body: Any = None,
     raw_body: str | None = None,
     user_agent: str = "recsys",
+    jwt_claims: dict[str, Any] | None = None,
+    jwt_scopes: list[str] | None = None,
 ) -> dict[str, Any]:
+    """``query`` values may be lists (a repeated parameter); ``jwt_claims``/``jwt_scopes``: what a JWT authoriser
+    puts in ``requestContext.authorizer.jwt`` (none: an IAM-authorised call)."""
     path, method = op.path(customer_id), op.method
     text = raw_body if raw_body is not None else (json.dumps(body) if body is not None else None)
     event: dict[str, Any] = {
         "version": "2.0",
         "routeKey": op.route_key,
         "rawPath": path,
-        "rawQueryString": urlencode(query or {}),
+        "rawQueryString": urlencode(query or {}, doseq=True),
         "headers": {"content-type": "application/json", "host": "api.example.com", "user-agent": user_agent},
         "requestContext": {
             "accountId": "123456789012",
@@ -51,8 +56,10 @@ def http_api_event(
         "pathParameters": {"customer_id": customer_id},
         "isBase64Encoded": False,
     }
-    if query:
-        event["queryStringParameters"] = query
+    if query:  # API Gateway joins a repeated parameter's values with commas here
+        event["queryStringParameters"] = {k: v if isinstance(v, str) else ",".join(v) for k, v in query.items()}
+    if jwt_claims is not None or jwt_scopes is not None:
+        event["requestContext"]["authorizer"] = {"jwt": {"claims": jwt_claims or {}, "scopes": jwt_scopes}}
     if text is not None:
         event["body"] = text
     return event

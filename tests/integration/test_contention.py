@@ -104,7 +104,7 @@ def assert_no_lost_update(service: RecommendationService, outcomes: dict[Operati
     assert contended is not None
     assert reference is not None
     assert contended.items == reference.items
-    assert contended.excluded == reference.excluded
+    assert set(contended.excluded) == set(reference.excluded)  # their order is the commit order, not known here
     assert contended.version == 1 + len(succeeded)  # one write per success: none lost, none doubled
     assert len(succeeded) >= WRITERS // 2, f"only {len(succeeded)} of {WRITERS} succeeded"
 
