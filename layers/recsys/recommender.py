@@ -93,21 +93,21 @@ class Recommender:
     """The served model: a customer's query from their live purchase history (the query tower's arithmetic on the
     SavedModel's tables), retrieval by the SavedModel's ScaNN index, and the buy-again blend.
 
-    A request runs numpy and one eager ScaNN op (the searcher is rebuilt from the SavedModel's index once, at load); no
-    tf.function is called, because here calling one costs more than the search itself (README, Performance). The
-    SavedModel's signatures compute the same (pinned by tests) and serve batch use."""
+    A request runs numpy and one ScaNN search through scann's own pybind searcher (built from the SavedModel's index
+    once, at load, see ``native_searcher``); no TensorFlow op and no tf.function is called, because here dispatching
+    them costs more than the search itself (README, Performance). The SavedModel's signatures compute the same
+    (pinned by tests) and serve batch use."""
 
     def __init__(self, artifact: Artifact) -> None:
         import numpy as np
 
         tf = import_tensorflow()
-        from scann.scann_ops.py import scann_ops
 
         self._tf = tf
         self.artifact = artifact
         model = tf.saved_model.load(str(artifact.saved_model_path))
         self._model = model  # keeps the searcher's and the signatures' variables alive
-        self._searcher = scann_ops.searcher_from_module(model.scann)
+        self._searcher = native_searcher(model.scann)
         product_ids = _strings(model.product_vocabulary.numpy())[:-1]  # the last is the padding id
         countries = _strings(model.country_vocabulary.numpy())
         self._product_ids: Ids = np.asarray(product_ids, dtype=object)
@@ -118,7 +118,7 @@ class Recommender:
         self._country_vectors: Floats = model.country_embeddings.numpy()[: len(countries)]
         self._half_life_days = float(model.recency_half_life_days.numpy())
         index = artifact.manifest["index"]
-        self._leaves_to_search: int | None = index["leaves_to_search"] if index["kind"] == "tree_ah" else None
+        self._leaves_to_search: int = index["leaves_to_search"] if index["kind"] == "tree_ah" else -1  # -1: as built
         self.buy_again_weight = float(artifact.manifest.get("parameters", {}).get("buy_again_weight", 0.0))
         popular = artifact.popular
         self._popular = Ranked(
@@ -170,13 +170,11 @@ class Recommender:
         """ScaNN's top k_max product rows by model score for ``query``, best first (approximate)."""
         import numpy as np
 
-        # tf.constant: half the cost of letting the op convert the numpy row (~0.02 vs ~0.04 ms here)
-        indices, scores = self._searcher.search_batched(
-            self._tf.constant(query[None]), final_num_neighbors=self._k_max, leaves_to_search=self._leaves_to_search
-        )
-        rows, values = indices.numpy()[0], scores.numpy()[0]
-        valid = np.isfinite(values)  # ScaNN pads rows it cannot fill with index 0 and a NaN score (tests pin it)
-        return rows[valid].astype(np.int64), values[valid]
+        rows, scores = self._searcher.search(query, self._k_max, -1, self._leaves_to_search)
+        if len(scores) and not np.isfinite(scores[-1]):  # a row it cannot fill: index 0 and NaN (tests pin it)
+            valid = np.isfinite(scores)
+            rows, scores = rows[valid], scores[valid]
+        return rows.astype(np.int64), scores
 
     def exact_candidates(self, query: Floats, exclude_rows: Ints | None = None) -> tuple[Ints, Floats]:
         """The exact top k_max product rows by model score, best first, leaving out ``exclude_rows`` (brute force)."""
@@ -244,6 +242,31 @@ class Recommender:
         ``recommend_exact``, ``score``, see recsys.artifact) and return its outputs as numpy arrays."""
         outputs = self._model.signatures[name](**{key: self._tf.constant(value) for key, value in inputs.items()})
         return {key: value.numpy() for key, value in outputs.items()}
+
+
+def native_searcher(index: Any) -> Any:
+    """ScaNN's own (pybind) searcher on the SavedModel's index: the same C++ search as the TensorFlow op, without
+    TensorFlow's eager op dispatch around each call (a third of the op's time, more than the search at 1M products).
+    scann loads a searcher only from files, so the index's variables are written to a temporary directory in its
+    serialization format (what ``ScannSearcher.serialize`` writes), loaded (read into memory) and the directory removed.
+    The index stays in the SavedModel too: its signatures use it."""
+    import tempfile
+
+    import numpy as np
+    from scann.scann_ops.py import scann_ops_pybind, scann_ops_pybind_backcompat
+
+    with tempfile.TemporaryDirectory(prefix="recsys-scann-") as directory:
+        for name in ("scann_config", "serialized_partitioner", "ah_codebook"):  # serialized protos
+            value = getattr(index, name).numpy()  # bytes, or an array of one bytes (empty: not in this index)
+            data = value if isinstance(value, bytes) else b"".join(value.reshape(-1)[:1].tolist())
+            if data:
+                Path(directory, f"{name}.pb").write_bytes(data)
+        for name in ("datapoint_to_token", "hashed_dataset", "int8_dataset", "int8_multipliers", "dp_norms", "dataset"):
+            value = getattr(index, name).numpy()
+            if value.ndim:  # a scalar: not part of this index
+                np.save(Path(directory, f"{name}.npy"), value)
+        scann_ops_pybind_backcompat.populate_and_save_assets_proto(directory)  # lists the files written
+        return scann_ops_pybind.load_searcher(directory).searcher
 
 
 def _strings(values: Any) -> list[str]:

@@ -50,6 +50,16 @@ def test_every_section_is_written(results: tuple[dict[str, Any], str]) -> None:
     for catalogue in data["retrieval"].values():
         assert {"scann", "exact", "scann_signature", "exact_signature", "speedup", "recall_at_10"} <= catalogue.keys()
         assert 0.0 <= catalogue["recall_at_10"] <= 1.0
+        # faiss next to the served search, on the same vectors and queries, with recall and the served / best ratio
+        assert set(catalogue["peers"]) == {"faiss_hnsw", "faiss_ivf"}
+        for peer in catalogue["peers"].values():
+            assert {"description", "setting", "recall_at_10", "build_seconds", "search"} <= peer.keys()
+            assert 0.0 <= peer["recall_at_10"] <= 1.0
+        if catalogue["best_peer"] is None:
+            assert catalogue["served_vs_best_peer"] is None
+        else:
+            assert catalogue["peers"][catalogue["best_peer"]]["recall_at_10"] >= 0.99
+            assert catalogue["served_vs_best_peer"] > 0
     assert {"recommend", "score", "score_signature"} <= data["wrapper"].keys()
     assert {"batched", "single"} <= data["batch"].keys()
     for store in ("dynamodb_moto", "dynamodb_replayed", "in_memory_store"):
@@ -79,6 +89,9 @@ def test_markdown_has_the_tables(results: tuple[dict[str, Any], str]) -> None:
         assert heading in text
     assert "| figure | median | p90 | p99 | unit |" in text
     assert "| retail |" in text
+    assert "faiss HNSW (M=32" in text
+    assert "faiss IVFFlat (" in text
+    assert "served / best peer at recall >= 0.99" in text
 
 
 def test_callables_take_turns_in_blocks_and_each_is_timed_repeat_times() -> None:

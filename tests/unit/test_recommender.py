@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -165,3 +166,25 @@ def test_serving_search_returns_what_the_savedmodel_signature_returns(
         common = dict(served).keys() & dict(expected).keys()
         assert len(common) >= len(expected) - 2
         assert all(math.isclose(dict(served)[p], dict(expected)[p], rel_tol=1e-5, abs_tol=1e-5) for p in common)
+
+
+@pytest.mark.parametrize("products", [150, 500])
+def test_the_served_search_on_a_brute_force_index_is_the_signatures(tmp_path: Path, products: int) -> None:
+    # Given a catalogue small enough for the export to build a brute-force ScaNN index (fewer or more than k_max
+    # products), served through scann's pybind searcher built from the SavedModel's index variables
+    from recsys.artifact import Artifact
+    from recsys_tools.bench.synthetic import build_artifact
+
+    workload = build_artifact(tmp_path, products, customers=10, dim=16)
+    model = Recommender(Artifact(tmp_path))
+    assert model.artifact.manifest["index"]["kind"] == "brute_force"
+    queries = [model.query(h.products, h.country, workload.now) for h in workload.histories]
+    for query in [q for q in queries if q is not None][:5]:
+        # When serving searches
+        rows, scores = model.candidates(query)
+        # Then it returns what the `recommend` signature returns, without padding
+        out = model.run_signature("recommend", queries=query[None])
+        expected = [p.decode() for p in out["product_ids"][0] if p]
+        assert [model.product_id(int(row)) for row in rows] == expected
+        assert np.allclose(scores, out["scores"][0][: len(expected)], atol=1e-5)
+        assert len(rows) == min(products, 200)

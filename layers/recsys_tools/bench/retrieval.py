@@ -1,10 +1,11 @@
-"""Model figures: retrieval as served (one eager ScaNN op on the SavedModel's index) and through the SavedModel's
+"""Model figures: retrieval as served (one ScaNN search on the SavedModel's index) and through the SavedModel's
 signatures, each against exact search in the same run, with recall; the Python wrapper, scoring for the update path
 and batch generation throughput."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -63,52 +64,92 @@ def _queries(recommender: Recommender, histories: list[PurchaseHistory], now: fl
     return [q for q in queries if q is not None]
 
 
-def recall_at_k(recommender: Recommender, queries: list[Floats], k: int = RECALL_K) -> float:
+def exact_top(recommender: Recommender, queries: list[Floats], k: int = RECALL_K) -> list[set[int]]:
+    """Each query's exact top-k product rows (brute force)."""
+    return [set(recommender.exact_candidates(query)[0][:k].tolist()) for query in queries]
+
+
+def recall_at_k(
+    recommender: Recommender, queries: list[Floats], k: int = RECALL_K, exact: list[set[int]] | None = None
+) -> float:
     """Mean share of the exact top-k (brute force) that the served ScaNN search's top-k holds."""
+    exact = exact_top(recommender, queries, k) if exact is None else exact
     shares = []
-    for query in queries:
+    for query, expected in zip(queries, exact, strict=True):
         approximate = set(recommender.candidates(query)[0][:k].tolist())
-        exact = set(recommender.exact_candidates(query)[0][:k].tolist())
-        shares.append(len(approximate & exact) / max(1, len(exact)))
+        shares.append(len(approximate & expected) / max(1, len(expected)))
     return float(np.mean(shares))
 
 
 def retrieval(
-    model_dir: Path, workload: Workload, *, repeat: int, warmup: int, recall_customers: int
+    model_dir: Path, workload: Workload, *, repeat: int, warmup: int, recall_customers: int, peers: bool = True
 ) -> dict[str, Any]:
-    """One query per call, top k_max, interleaved: the served ScaNN search and exact brute force over the same
-    embeddings (numpy), and the SavedModel's `recommend` / `recommend_exact` signatures; plus the served search's
-    recall@10. Queries are customers' (from their histories)."""
+    """One query per call, top k_max, interleaved: the served ScaNN search, exact brute force over the same
+    embeddings (numpy), the SavedModel's `recommend` / `recommend_exact` signatures and (``peers``) faiss HNSW and
+    IVFFlat on the same vectors, one thread; plus each one's recall@10 and the served search's time over the best
+    peer's at recall >= 0.99. Queries are customers' (from their histories)."""
+    from recsys_tools.bench.peers import best_peer, build_peers
+
     recommender, load_seconds = timed_load(model_dir)
     model = recommender.artifact
     queries = _queries(recommender, workload.sample(repeat, seed=1), workload.now)
     batches = [q[None] for q in queries]
     run = recommender.run_signature
+    recall_queries = _queries(recommender, workload.sample(recall_customers, seed=2), workload.now)
+    exact = exact_top(recommender, recall_queries)
+    k = min(model.k_max, len(model.catalogue))
+    built = (
+        build_peers(recommender._product_vectors, np.stack(recall_queries), exact, k)  # the served vectors
+        if peers
+        else []
+    )
     figures = measure(
         {
             "scann": lambda i: recommender.candidates(queries[i % len(queries)]),
             "exact": lambda i: recommender.exact_candidates(queries[i % len(queries)]),
             "scann_signature": lambda i: run("recommend", queries=batches[i % len(batches)]),
             "exact_signature": lambda i: run("recommend_exact", queries=batches[i % len(batches)]),
+            **{peer.name: _cycling(peer.search, queries) for peer in built},
         },
         repeat,
         warmup,
     )
-    recall_queries = _queries(recommender, workload.sample(recall_customers, seed=2), workload.now)
-    return {
+    result: dict[str, Any] = {
         "products": len(model.catalogue),
         "customers": len(workload.histories),
-        "k": min(model.k_max, len(model.catalogue)),
+        "k": k,
         "embedding_dim": model.manifest.get("embedding_dim"),
         "index": model.manifest.get("index"),
         "build_seconds": model.manifest.get("build_seconds"),
         "load_seconds": round(load_seconds, 2),
-        **figures,
+        **{name: figure for name, figure in figures.items() if name not in {peer.name for peer in built}},
         "speedup": ratio(figures["exact"], figures["scann"]),
         "signature_speedup": ratio(figures["exact_signature"], figures["scann_signature"]),
-        "recall_at_10": recall_at_k(recommender, recall_queries),
+        "recall_at_10": recall_at_k(recommender, recall_queries, exact=exact),
         "recall_customers": len(recall_queries),
     }
+    if built:
+        result["peers"] = {
+            peer.name: {
+                "description": peer.description,
+                "setting": peer.setting,
+                "recall_at_10": peer.recall_at_10,
+                "build_seconds": peer.build_seconds,
+                "search": figures[peer.name],
+            }
+            for peer in built
+        }
+        best = best_peer(result["peers"])
+        result["best_peer"] = best
+        # > 1: the served search is slower than the best peer reaching recall 0.99
+        result["served_vs_best_peer"] = (
+            None if best is None else figures["scann"]["median"] / result["peers"][best]["search"]["median"]
+        )
+    return result
+
+
+def _cycling(search: Callable[[Floats], object], queries: list[Floats]) -> Callable[[int], object]:
+    return lambda i: search(queries[i % len(queries)])
 
 
 def wrapper(model_dir: Path, workload: Workload, *, repeat: int, warmup: int) -> dict[str, Figure]:

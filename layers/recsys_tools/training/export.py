@@ -66,7 +66,7 @@ class IndexParams:
     anisotropic_quantization_threshold: float = 0.2
     training_sample_size: int = 100_000
     min_partition_size: int = 50
-    target_recall_at_10: float = 0.96  # export picks the smallest leaves_to_search whose measured recall reaches this
+    target_recall_at_10: float = 0.99  # export picks the smallest leaves_to_search whose measured recall reaches this
 
 
 def index_params_for(num_products: int, k_max: int = 200) -> IndexParams:
