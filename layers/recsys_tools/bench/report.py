@@ -227,7 +227,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"(load average at start {m['load_average'][0]}); {results['generated_at']}.",
         "Versions: " + ", ".join(f"{name} {version}" for name, version in v.items()) + ".",
         f"Model: {results['model']['version']} ({results['model']['products']:,} products, "
-        f"{results['model']['customers']:,} customers, embedding dimension {results['model']['embedding_dim']}).",
+        + (f"{customers:,} customers' histories, " if (customers := results["model"].get("customers")) else "")
+        + f"embedding dimension {results['model']['embedding_dim']}).",
         "",
         "## Targets (medians on this machine)",
         "",
