@@ -15,6 +15,13 @@ class RecsysError(Exception):
         self.details = details
 
 
+class ForbiddenError(RecsysError):
+    """The caller may not act on this customer (JWT mode: another customer's id, without the admin scope)."""
+
+    status_code = 403
+    code = "forbidden"
+
+
 class NotFoundError(RecsysError):
     status_code = 404
     code = "not_found"

@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BeforeValidator
 
+from recsys.errors import ForbiddenError
 from recsys.schemas import CustomerIdPath, ErrorResponse, RecommendationList, RecordedPurchases, request_models
 
 if TYPE_CHECKING:
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
     from recsys.settings import Settings
 
 ServiceProvider = Callable[[], "RecommendationService"]
-ERROR_STATUSES = (400, 404, 409, 422, 503)
+ERROR_STATUSES = (400, 403, 404, 409, 422, 503)
 
 
 def _plain_integer(value: Any) -> Any:
@@ -56,8 +57,40 @@ def _single_query_values(request: Request) -> None:
         )
 
 
+def _scopes(jwt: dict[str, Any]) -> set[str]:
+    """The token's scopes: the authoriser's list (set when the route names scopes), else the ``scope``/``scp`` claim."""
+    claims = jwt.get("claims") or {}
+    listed = jwt.get("scopes") or []
+    claimed = claims.get("scope") or claims.get("scp") or ""
+    words = claimed.split() if isinstance(claimed, str) else [str(s) for s in claimed]
+    return {str(s) for s in listed} | set(words)
+
+
+def _authorise(settings: "Settings") -> Callable[[Request], None]:
+    """JWT mode: the caller acts only on the customer its token's JWT_CUSTOMER_CLAIM names, unless the token carries
+    JWT_ADMIN_SCOPE. The API Gateway authoriser has verified the token; its claims arrive in the event."""
+
+    def authorise(request: Request) -> None:
+        if settings.auth_mode != "JWT":
+            return
+        event = request.scope.get("aws.event") or {}  # Mangum's: absent locally (no authoriser there)
+        jwt = ((event.get("requestContext") or {}).get("authorizer") or {}).get("jwt") or {}
+        if settings.jwt_admin_scope is not None and settings.jwt_admin_scope in _scopes(jwt):
+            return
+        customer_id = request.path_params.get("customer_id")
+        claimed = (jwt.get("claims") or {}).get(settings.jwt_customer_claim)
+        if claimed is None or str(claimed) != customer_id:
+            raise ForbiddenError("This token may not act on this customer", {"claim": settings.jwt_customer_claim})
+
+    return authorise
+
+
 def _router(
-    op: "Operation", summary: str, response: type[Any] = RecommendationList, tag: str = "recommendations"
+    op: "Operation",
+    settings: "Settings",
+    summary: str,
+    response: type[Any] = RecommendationList,
+    tag: str = "recommendations",
 ) -> tuple[APIRouter, Callable[[Any], Any]]:
     """An empty router and the decorator that adds ``op``'s endpoint to it."""
     router = APIRouter(tags=[tag])
@@ -68,13 +101,13 @@ def _router(
         responses={status: {"model": ErrorResponse} for status in ERROR_STATUSES},
         operation_id=op.name,
         summary=summary,
-        dependencies=[Depends(_single_query_values)],
+        dependencies=[Depends(_authorise(settings)), Depends(_single_query_values)],
     )
     return router, decorator
 
 
 def generate(op: "Operation", settings: "Settings", service: ServiceProvider) -> APIRouter:
-    router, endpoint = _router(op, "Generate and store the customer's recommendations")
+    router, endpoint = _router(op, settings, "Generate and store the customer's recommendations")
     K = Annotated[int, BeforeValidator(_plain_integer), Query(ge=1, le=settings.max_k, description="How many products")]
     ExcludePurchased = Annotated[
         bool,
@@ -93,7 +126,7 @@ def generate(op: "Operation", settings: "Settings", service: ServiceProvider) ->
 
 
 def show(op: "Operation", settings: "Settings", service: ServiceProvider) -> APIRouter:
-    router, endpoint = _router(op, "Show the customer's stored recommendations")
+    router, endpoint = _router(op, settings, "Show the customer's stored recommendations")
 
     @endpoint
     async def show_recommendations(customer_id: CustomerIdPath) -> RecommendationList:
@@ -104,7 +137,7 @@ def show(op: "Operation", settings: "Settings", service: ServiceProvider) -> API
 
 
 def update(op: "Operation", settings: "Settings", service: ServiceProvider) -> APIRouter:
-    router, endpoint = _router(op, "Add or rescore products in the customer's list")
+    router, endpoint = _router(op, settings, "Add or rescore products in the customer's list")
     UpdateRequest = request_models(settings).update
 
     @endpoint
@@ -116,7 +149,7 @@ def update(op: "Operation", settings: "Settings", service: ServiceProvider) -> A
 
 
 def delete(op: "Operation", settings: "Settings", service: ServiceProvider) -> APIRouter:
-    router, endpoint = _router(op, "Remove products from the customer's list")
+    router, endpoint = _router(op, settings, "Remove products from the customer's list")
     DeleteRequest = request_models(settings).delete
 
     @endpoint
@@ -129,7 +162,7 @@ def delete(op: "Operation", settings: "Settings", service: ServiceProvider) -> A
 
 def record_purchases(op: "Operation", settings: "Settings", service: ServiceProvider) -> APIRouter:
     router, endpoint = _router(
-        op, "Record an order's purchases in the customer's history", RecordedPurchases, "history"
+        op, settings, "Record an order's purchases in the customer's history", RecordedPurchases, "history"
     )
     RecordPurchasesRequest = request_models(settings).record_purchases
 

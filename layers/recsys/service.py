@@ -10,20 +10,36 @@ import functools
 import random
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar
 
+from recsys import budget
 from recsys.domain import Purchase, PurchaseHistory, Recommendation, RecommendationList, Source, utc_now
-from recsys.errors import ConflictError, NotFoundError, UnprocessableError, VersionConflict
+from recsys.errors import ConflictError, NotFoundError, UnavailableError, UnprocessableError, VersionConflict
 from recsys.recommender import Recommender, load_recommender
 from recsys.schemas import ProductInput, RecordPurchasesRequest
-from recsys.settings import Settings
+from recsys.settings import WRITE_BACKOFF_MAX, Settings
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 Change = Callable[[RecommendationList], RecommendationList]
 Versioned = TypeVar("Versioned", RecommendationList, PurchaseHistory)
-MAX_BACKOFF = 0.25  # seconds between write attempts at most, however many WRITE_RETRIES allows
+Result = TypeVar("Result")
+Params = ParamSpec("Params")
+MAX_BACKOFF = WRITE_BACKOFF_MAX
+
+
+def _budgeted(
+    method: Callable[Concatenate[RecommendationService, Params], Result],
+) -> Callable[Concatenate[RecommendationService, Params], Result]:
+    """Run a service operation within the request's time budget (REQUEST_BUDGET_SECONDS, ``recsys.budget``)."""
+
+    def run(service: RecommendationService, /, *args: Params.args, **kwargs: Params.kwargs) -> Result:
+        with budget.within(service.settings.request_budget_seconds):
+            return method(service, *args, **kwargs)
+
+    run.__doc__ = method.__doc__
+    return run
 
 
 class ListStore(Protocol):
@@ -71,12 +87,14 @@ class RecommendationService:
         """Load the model now (at a function's init) rather than on the first request that needs it."""
         self._recommender()
 
+    @_budgeted
     def show(self, customer_id: str) -> RecommendationList:
         stored = self.store.get(customer_id)
         if stored is None:
             raise _no_list(customer_id)
         return stored
 
+    @_budgeted
     def generate(self, customer_id: str, k: int, exclude_purchased: bool = False) -> RecommendationList:
         """Top-k from the model for the customer's live purchase history, as of now (the most popular products when
         the history holds nothing the model knows), without excluded products; stored and returned."""
@@ -97,6 +115,7 @@ class RecommendationService:
 
         return self._write_list(customer_id, apply, create=True)
 
+    @_budgeted
     def update(self, customer_id: str, products: list[ProductInput]) -> RecommendationList:
         """Merge the given products (model-scored where no score is given), best first; lifts their exclusion."""
         new_items = self._score(customer_id, products)
@@ -113,6 +132,7 @@ class RecommendationService:
 
         return self._write_list(customer_id, apply, create=True)
 
+    @_budgeted
     def delete(self, customer_id: str, product_ids: list[str]) -> RecommendationList:
         """Remove the products and remember them as excluded, so regeneration does not bring them back.
 
@@ -128,6 +148,7 @@ class RecommendationService:
 
         return self._write_list(customer_id, apply, create=False)
 
+    @_budgeted
     def record_purchases(
         self, customer_id: str, order: RecordPurchasesRequest, lambda_context: Any = None
     ) -> dict[str, Any]:
@@ -213,6 +234,12 @@ class RecommendationService:
             try:
                 return put(apply(stored))
             except VersionConflict:
+                left = budget.remaining()
+                if left is not None and left < self.settings.dynamodb_attempt_seconds + MAX_BACKOFF:
+                    raise UnavailableError(
+                        "The customer's data changed concurrently and the request's time is up; retry the request",
+                        {"attempts": attempt + 1},
+                    ) from None
                 time.sleep(random.uniform(0, min(MAX_BACKOFF, 0.01 * 2**attempt)))  # noqa: S311  # nosec B311 - jitter, not security
         raise ConflictError(
             "The customer's data changed concurrently too often; retry the request",

@@ -5,7 +5,8 @@ Two items per customer under the partition key ``customer_id``, told apart by th
 recommendations) and ``history`` (the purchases). One Query on the customer can read both; as separate items, a
 purchase being recorded never contends with a list being written. Every write is conditional on the item's
 ``version`` attribute (optimistic locking); the caller retries on :class:`VersionConflict`. Throttling and outages
-surface as :class:`UnavailableError` after botocore's ``standard`` retries.
+surface as :class:`UnavailableError` after botocore's ``standard`` retries, and so does a request whose time budget
+(``recsys.budget``) has no room for another attempt.
 
 The list itself is one string attribute, ``items``: a JSON array of {product_id, score, source, name?}, best first.
 The list is only ever read and written whole, and as one attribute it costs (de)serialising one value instead of
@@ -27,6 +28,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from recsys import budget
 from recsys.domain import (
     HALF_LIVES_DAYS,
     ProductHistory,
@@ -190,10 +192,13 @@ def dynamodb_client(settings: Settings) -> DynamoDBClient:
         config=Config(
             # total_max_attempts counts the first attempt too; botocore's max_attempts would count only retries
             retries={"mode": "standard", "total_max_attempts": settings.dynamodb_max_attempts},
-            connect_timeout=2,
-            read_timeout=5,
+            connect_timeout=settings.dynamodb_connect_timeout,
+            read_timeout=settings.dynamodb_read_timeout,
         ),
     )
+    # before every attempt, botocore's retries included: none starts that could still run at the request's deadline
+    attempt = settings.dynamodb_attempt_seconds
+    client.meta.events.register("before-send.dynamodb", lambda **_: budget.check(attempt))
     return client
 
 
@@ -252,6 +257,9 @@ class DynamoDBStore:
                 logger.warning("DynamoDB %s failed after retries: %s", operation, code)
                 raise UnavailableError("The recommendation store is busy; retry shortly") from error
             raise
+        except budget.BudgetExhausted as error:
+            logger.warning("DynamoDB %s not attempted: %s", operation, error)
+            raise UnavailableError("The recommendation store did not answer in time; retry shortly") from error
         except BotoCoreError as error:
             logger.error("DynamoDB %s failed: %s", operation, error)
             raise UnavailableError("The recommendation store is not reachable") from error
