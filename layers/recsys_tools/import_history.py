@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 DEFAULT_WORKERS = 8
+BATCH_DYNAMODB = {"dynamodb_connect_timeout": 10.0, "dynamodb_read_timeout": 30.0, "dynamodb_max_attempts": 10}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,7 +47,8 @@ def import_histories(
     from recsys.store import DynamoDBStore
     from recsys_tools.history import purchase_histories
 
-    store = DynamoDBStore(settings)
+    # a batch job, not a request: patient timeouts and retries (a request's would give up on a busy local DynamoDB)
+    store = DynamoDBStore(settings.model_copy(update=BATCH_DYNAMODB))
 
     def write(history: PurchaseHistory) -> str:
         if replace and (current := store.get_history(history.customer_id)) is not None:
