@@ -9,7 +9,7 @@ at a time, like one Lambda container.
 
 # No `from __future__ import annotations`: FastAPI reads the endpoints' annotations, some of them local to a builder.
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -44,8 +44,9 @@ def _plain_boolean(value: Any) -> Any:
     return value
 
 
-def _single_query_values(request: Request) -> None:
-    """A query parameter named twice is a 422 (the framework would silently take the last)."""
+async def _single_query_values(request: Request) -> None:
+    """A query parameter named twice is a 422 (the framework would silently take the last). ``async``, like every
+    dependency here: FastAPI runs a ``def`` dependency in a worker thread (see the module's docstring)."""
     counts = Counter(name for name, _ in request.query_params.multi_items())
     repeated = sorted(name for name, n in counts.items() if n > 1)
     if repeated:
@@ -66,11 +67,11 @@ def _scopes(jwt: dict[str, Any]) -> set[str]:
     return {str(s) for s in listed} | set(words)
 
 
-def _authorise(settings: "Settings") -> Callable[[Request], None]:
+def _authorise(settings: "Settings") -> Callable[[Request], Awaitable[None]]:
     """JWT mode: the caller acts only on the customer its token's JWT_CUSTOMER_CLAIM names, unless the token carries
     JWT_ADMIN_SCOPE. The API Gateway authoriser has verified the token; its claims arrive in the event."""
 
-    def authorise(request: Request) -> None:
+    async def authorise(request: Request) -> None:
         if settings.auth_mode != "JWT":
             return
         event = request.scope.get("aws.event") or {}  # Mangum's: absent locally (no authoriser there)
