@@ -10,14 +10,19 @@ Layout of ``model_artifacts/<version>/``::
                      recommend(queries: float32[B, D]) -> {product_ids: string[B, K_MAX], scores: float32[B, K_MAX]}
                          ScaNN top-K_MAX; rows padded with product_id "" and score -inf when fewer results exist
                      recommend_exact(queries: float32[B, D]) -> same, by brute-force dot products
-                     score(query: float32[D], product_ids: string[N]) -> {scores: float32[N]} (unknown ids: 0)
+                     score(query: float32[D], product_ids: string[N]) -> {scores: float32[N]} (unknown ids: 0):
+                         the retrieval stage's score
+                     rank_all(features: float32[N, F]), rank_new(...) -> {logits: float32[N]}: the ranking heads
+                         (recsys.scoring.FEATURES; "new" ranks never-bought products), served as sigmoid(logits)
                      and the objects serving uses directly (one request = numpy + one ScaNN op, no tf.function):
                      scann (the index: scann_ops.searcher_from_module); product_embeddings, history_embeddings
                      (float32[P + 1, D]) and country_embeddings (float32[C + 1, D]), each with a last all-zero OOV
                      row; product_vocabulary (string[P + 1], last the padding id "") and country_vocabulary
-                     (string[C]): the ids of the rows, in order; recency_half_life_days (float32).
+                     (string[C]): the ids of the rows, in order; recency_half_life_days (float32); the ranking stage's
+                     product tables log_popularity, log_popularity_recent (float32[P]), ease_columns (int32[P, N]),
+                     ease_values (float32[P, N]) and heads["all" | "new"] (mean, std, kernels, biases).
     manifest.json    version, created_at, data_sha256, parameters, vocabulary sizes, k_max, embedding_dim,
-                     index parameters, scann_recall_at_10, metrics
+                     index parameters, scann_recall_at_10, ranking (how the ranking stage was made), metrics
     catalogue.json   {product_id: name} for every product in the model's vocabulary
     popular.json     [{product_id, score}] most popular first (for customers without a usable history)
 

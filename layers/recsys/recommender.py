@@ -12,11 +12,22 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from recsys.artifact import Artifact
 from recsys.errors import ModelUnavailableError
 from recsys.observability import logger
+from recsys.scoring import (
+    VIEWS,
+    Bought,
+    Head,
+    HistoryArrays,
+    ProductTables,
+    candidates,
+    features,
+    query_embedding,
+    sigmoid,
+)
 
 if TYPE_CHECKING:  # numpy is loaded with TensorFlow: show and delete import this module without either
     import numpy as np
@@ -26,7 +37,6 @@ if TYPE_CHECKING:  # numpy is loaded with TensorFlow: show and delete import thi
     Ints = npt.NDArray[np.int64]
     Ids = npt.NDArray[np.object_]
 
-DAY = 86_400.0  # seconds
 KERAS_EAGER_IMPORT = "keras.src.optimizers"
 SKIP_MEASURED_ON = "2.20."  # the TensorFlow release whose import the Keras skip was measured and tested on
 
@@ -61,16 +71,6 @@ def import_tensorflow() -> Any:
     return tf
 
 
-class Bought(Protocol):
-    """What the model reads of one product in a purchase history (recsys.domain.ProductHistory)."""
-
-    @property
-    def count(self) -> int: ...
-
-    @property
-    def last_purchased(self) -> int: ...  # epoch seconds
-
-
 @dataclass(frozen=True)
 class Ranked:
     """Products best first, as arrays until the final k are chosen."""
@@ -90,21 +90,25 @@ class Ranked:
 
 
 class Recommender:
-    """The served model: a customer's query from their live purchase history (the query tower's arithmetic on the
-    SavedModel's tables), retrieval by the SavedModel's ScaNN index, and the buy-again blend.
+    """The served two-stage model. Retrieval: a customer's query from their live purchase history (the query tower's
+    arithmetic on the SavedModel's tables) and the SavedModel's ScaNN index give candidates. Ranking: the candidates
+    and the customer's past purchases are re-scored by a ranking head from features of the live history and product
+    tables (``recsys.scoring``); the head "new" when past purchases are excluded, else "all".
 
     A request runs numpy and one ScaNN search through scann's own pybind searcher (built from the SavedModel's index
     once, at load, see ``native_searcher``); no TensorFlow op and no tf.function is called, because here dispatching
     them costs more than the search itself (README, Performance). The SavedModel's signatures compute the same
     (pinned by tests) and serve batch use."""
 
-    def __init__(self, artifact: Artifact) -> None:
+    def __init__(self, artifact: Artifact, *, exact_retrieval: bool = False) -> None:
+        """``exact_retrieval``: candidates by brute force instead of ScaNN (evaluation measures the gap)."""
         import numpy as np
 
         tf = import_tensorflow()
 
         self._tf = tf
         self.artifact = artifact
+        self.exact_retrieval = exact_retrieval
         model = tf.saved_model.load(str(artifact.saved_model_path))
         self._model = model  # keeps the searcher's and the signatures' variables alive
         self._searcher = native_searcher(model.scann)
@@ -119,7 +123,13 @@ class Recommender:
         self._half_life_days = float(model.recency_half_life_days.numpy())
         index = artifact.manifest["index"]
         self._leaves_to_search: int = index["leaves_to_search"] if index["kind"] == "tree_ah" else -1  # -1: as built
-        self.buy_again_weight = float(artifact.manifest.get("parameters", {}).get("buy_again_weight", 0.0))
+        self._tables = ProductTables(
+            log_popularity=model.log_popularity.numpy(),
+            log_popularity_recent=model.log_popularity_recent.numpy(),
+            ease_columns=model.ease_columns.numpy(),
+            ease_values=model.ease_values.numpy(),
+        )
+        self._heads = {view: _head(model.heads[view]) for view in VIEWS}
         popular = artifact.popular
         self._popular = Ranked(
             np.asarray([p for p, _ in popular], dtype=object), np.asarray([s for _, s in popular], np.float32)
@@ -147,24 +157,15 @@ class Recommender:
     def popular(self) -> Ranked:
         return self._popular
 
-    def query(self, history: Mapping[str, Bought], country: str | None, now: float) -> Floats | None:
-        """The customer's query embedding from their purchase history as of ``now`` (epoch seconds): what the
-        SavedModel's ``query`` signature computes. None when the model knows none of the products bought."""
-        import numpy as np
+    def history_arrays(self, history: Mapping[str, Bought], now: float) -> HistoryArrays | None:
+        """The products of ``history`` the model knows, as arrays as of ``now`` (epoch seconds); None if none."""
+        return HistoryArrays.of(history, self._product_rows, now)
 
-        known = [(self._product_rows[p], b) for p, b in history.items() if p in self._product_rows]
-        if not known:
-            return None
-        rows = np.fromiter((row for row, _ in known), dtype=np.int64, count=len(known))
-        counts = np.fromiter((b.count for _, b in known), dtype=np.float32, count=len(known))
-        ages = np.fromiter((now - b.last_purchased for _, b in known), dtype=np.float32, count=len(known)) / DAY
-        # ages from the latest purchase: the weighted mean is the same, and old histories do not underflow
-        weights = np.log1p(counts) * np.exp2(-np.maximum(ages - ages.min(), 0.0) / self._half_life_days)
-        query: Floats = (weights @ self._history_vectors[rows]) / max(float(weights.sum()), 1e-6)
+    def query(self, history: HistoryArrays, country: str | None) -> Floats:
+        """The customer's query embedding: what the SavedModel's ``query`` signature computes."""
         country_row = self._country_rows.get(country or "")
-        if country_row is not None:
-            query = query + self._country_vectors[country_row]
-        return query.astype(np.float32)
+        country_vector = None if country_row is None else self._country_vectors[country_row]
+        return query_embedding(history, self._history_vectors, self._half_life_days, country_vector)
 
     def candidates(self, query: Floats) -> tuple[Ints, Floats]:
         """ScaNN's top k_max product rows by model score for ``query``, best first (approximate)."""
@@ -189,57 +190,58 @@ class Recommender:
         top = top[np.argsort(-scores[top], kind="stable")]
         return top.astype(np.int64), scores[top]
 
+    def _candidates(self, history: HistoryArrays, country: str | None, *, exclude_purchased: bool) -> Ints:
+        """Retrieval for the ranking stage: ScaNN's top k_max never bought (when ScaNN's were mostly past purchases,
+        the exact top k_max among never-bought products), then, unless ``exclude_purchased``, the history."""
+        import numpy as np
+
+        query = self.query(history, country)
+        rows, _ = self.exact_candidates(query, history.rows) if self.exact_retrieval else self.candidates(query)
+        if len(rows) - int(np.isin(rows, history.rows).sum()) < self._k_max // 2:
+            rows, _ = self.exact_candidates(query, history.rows)
+        return candidates(rows, history, exclude_purchased=exclude_purchased)
+
+    def _rank(self, rows: Ints, history: HistoryArrays, view: str) -> Floats:
+        """The ranking head's scores (probabilities) of product ``rows``, all ranked together."""
+        return sigmoid(self._heads[view].logits(features(rows, history, self._tables)))
+
     def recommend(
         self, history: Mapping[str, Bought], country: str | None, now: float, *, exclude_purchased: bool = False
     ) -> Ranked | None:
-        """Up to k_max products for a customer with a usable history, best first, without duplicates; None without.
-
-        Scores are the served blend (see ``score``); with ``exclude_purchased`` only products the customer never
-        bought are ranked, by the model alone (the blend adds nothing to them)."""
+        """Up to k_max + the history's size products for a customer with a usable history, best first, without
+        duplicates; None without. With ``exclude_purchased`` only products the customer never bought are ranked."""
         import numpy as np
 
-        query = self.query(history, country, now)
-        if query is None:
+        arrays = self.history_arrays(history, now)
+        if arrays is None:
             return None
-        rows, scores = self.candidates(query)
-        bought = {self._product_rows[p]: b.count for p, b in history.items() if p in self._product_rows}
-        bought_rows = np.fromiter(bought, dtype=np.int64, count=len(bought))
-        if exclude_purchased:
-            fresh = ~np.isin(rows, bought_rows)
-            if fresh.sum() >= self.artifact.k_max // 2:
-                rows, scores = rows[fresh], scores[fresh]
-            else:  # ScaNN's candidates were mostly past purchases: rank the whole catalogue without them
-                rows, scores = self.exact_candidates(query, bought_rows)
-        elif self.buy_again_weight and bought:  # rank every past purchase too, not only those ScaNN returned
-            past = bought_rows[~np.isin(bought_rows, rows)]
-            rows = np.concatenate([rows, past])
-            scores = np.concatenate([scores, self._product_vectors[past] @ query])
-            at = np.flatnonzero(np.isin(rows, bought_rows))  # where the past purchases stand among the candidates
-            counts = np.fromiter((bought[int(r)] for r in rows[at]), dtype=np.float32, count=len(at))
-            scores[at] += np.float32(self.buy_again_weight) * np.log1p(counts)
-            order = np.argsort(-scores, kind="stable")
-            rows, scores = rows[order], scores[order]
-        return Ranked(self._product_ids[rows], scores.astype(np.float32))
+        rows = self._candidates(arrays, country, exclude_purchased=exclude_purchased)
+        scores = self._rank(rows, arrays, "new" if exclude_purchased else "all")
+        order = np.argsort(-scores, kind="stable")
+        return Ranked(self._product_ids[rows[order]], scores[order])
 
     def score(
         self, history: Mapping[str, Bought], country: str | None, now: float, product_ids: list[str]
     ) -> list[float] | None:
-        """Served scores of known products for a customer with a usable history (None without): the model's dot
-        product plus ``buy_again_weight * log(1 + times the customer bought the product)`` (the manifest's blend)."""
+        """Scores of known products for a customer with a usable history (None without), comparable with
+        ``recommend``'s: the "all" head, with the products ranked among generate's candidates (the features
+        normalise per candidate set)."""
         import numpy as np
 
-        query = self.query(history, country, now)
-        if query is None:
+        arrays = self.history_arrays(history, now)
+        if arrays is None:
             return None
-        rows = [self._product_rows[p] for p in product_ids]
-        counts = np.asarray([history[p].count if p in history else 0 for p in product_ids], dtype=np.float32)
-        scores = self._product_vectors[rows] @ query + np.float32(self.buy_again_weight) * np.log1p(counts)
-        values: list[float] = scores.tolist()
+        asked = np.fromiter((self._product_rows[p] for p in product_ids), np.int64, len(product_ids))
+        rows = self._candidates(arrays, country, exclude_purchased=False)
+        rows = np.concatenate([rows, np.setdiff1d(asked, rows)])
+        scores = self._rank(rows, arrays, "all")
+        at = {int(row): i for i, row in enumerate(rows)}
+        values: list[float] = scores[[at[int(row)] for row in asked]].tolist()
         return values
 
     def run_signature(self, name: str, **inputs: Any) -> dict[str, Any]:
-        """Call the SavedModel's signature ``name`` (batch use and tests: ``query``, ``recommend``,
-        ``recommend_exact``, ``score``, see recsys.artifact) and return its outputs as numpy arrays."""
+        """Call the SavedModel's signature ``name`` (batch use and tests: ``query``, ``recommend``, ``recommend_exact``,
+        ``score``, ``rank_all``, ``rank_new``, see recsys.artifact) and return its outputs as numpy arrays."""
         outputs = self._model.signatures[name](**{key: self._tf.constant(value) for key, value in inputs.items()})
         return {key: value.numpy() for key, value in outputs.items()}
 
@@ -267,6 +269,16 @@ def native_searcher(index: Any) -> Any:
                 np.save(Path(directory, f"{name}.npy"), value)
         scann_ops_pybind_backcompat.populate_and_save_assets_proto(directory)  # lists the files written
         return scann_ops_pybind.load_searcher(directory).searcher
+
+
+def _head(module: Any) -> Head:
+    """A ranking head's weights from the SavedModel (export.HeadModule), for numpy."""
+    return Head(
+        mean=module.mean.numpy(),
+        std=module.std.numpy(),
+        kernels=tuple(kernel.numpy() for kernel in module.kernels),
+        biases=tuple(bias.numpy() for bias in module.biases),
+    )
 
 
 def _strings(values: Any) -> list[str]:

@@ -50,7 +50,7 @@ def test_recorded_purchases_are_excluded_ranked_by_buy_again_and_move_the_model_
     # Then (a) a list without past purchases leaves them out
     excluded = api("POST", KNOWN_CUSTOMER, query={"k": "100", "exclude_purchased": "true"}).body
     assert not set(fresh) & set(ids(excluded))
-    # (b) otherwise the buy-again term lifts them into the list, scored model + log(1 + 5)
+    # (b) otherwise the ranking stage lifts them into the list (bought five times today), scored as update scores them
     after = api("POST", KNOWN_CUSTOMER, query={"k": "100"}).body
     scores = {item["product_id"]: item["score"] for item in after["items"]}
     assert set(fresh) <= scores.keys()

@@ -20,8 +20,10 @@ pytest.importorskip("scann")
 
 import tensorflow as tf
 
+from recsys_tools.bench.synthetic import synthetic_ranking
 from recsys_tools.training.export import (
     IndexParams,
+    Ranking,
     Towers,
     _build_searcher,
     _kth_exact_scores,
@@ -52,6 +54,11 @@ def _load(path: Path) -> Any:
 COUNTRIES = ["France", "United Kingdom"]
 
 
+def _ranking(products: Floats) -> Ranking:
+    """A ranking stage of the right shapes (these tests are about the retrieval stage and the index)."""
+    return synthetic_ranking(len(products), np.random.default_rng(0))
+
+
 def _towers(queries: Floats, products: Floats, product_ids: list[str] | None = None) -> Towers:
     """Towers over ``products`` (ids p0, p1, ...); history and country tables drawn at random."""
     return Towers(
@@ -73,7 +80,7 @@ def catalogue() -> tuple[Floats, Floats]:
 def exported(tmp_path_factory: pytest.TempPathFactory, catalogue: tuple[Floats, Floats]) -> tuple[Path, dict[str, Any]]:
     customers, products = catalogue
     out = tmp_path_factory.mktemp("export")
-    info = export_model(out, _towers(customers, products), k_max=K_MAX, half_life_days=30.0)
+    info = export_model(out, _towers(customers, products), _ranking(products), k_max=K_MAX, half_life_days=30.0)
     return out, info
 
 
@@ -174,7 +181,7 @@ def test_nothing_per_customer_is_exported(exported: tuple[Path, dict[str, Any]])
 
 def test_tiny_catalogue_smaller_than_k_max_is_padded(tmp_path: Path) -> None:
     customers, products = _embeddings(3, seed=3), _embeddings(5, seed=4)
-    info = export_model(tmp_path, _towers(customers, products), k_max=200)
+    info = export_model(tmp_path, _towers(customers, products), _ranking(products), k_max=200)
     assert info["index"]["kind"] == "brute_force"
     model = _load(tmp_path)
     for signature in ("recommend", "recommend_exact"):
@@ -192,7 +199,7 @@ def test_scann_short_rows_are_padded_without_nan_or_duplicates(tmp_path: Path) -
     """Searching 1 of 32 leaves for 200 neighbours: ScaNN fills the rest with index 0 and NaN."""
     customers, products = _embeddings(4, seed=5), _embeddings(1000, seed=6)
     params = replace(index_params_for(1000, k_max=200), leaves_to_search=1, target_recall_at_10=0.0)
-    info = export_model(tmp_path, _towers(customers, products), k_max=200, index=params)
+    info = export_model(tmp_path, _towers(customers, products), _ranking(products), k_max=200, index=params)
     assert info["index"]["leaves_to_search"] == 1
     out = _load(tmp_path).signatures["recommend"](queries=tf.constant(customers))
     for ids, scores in zip(out["product_ids"].numpy(), out["scores"].numpy(), strict=True):
@@ -254,13 +261,19 @@ def test_leaves_to_search_is_the_smallest_meeting_the_target(clustered: bool) ->
 )
 def test_invalid_inputs_are_rejected(tmp_path: Path, products: list[str], match: str) -> None:
     with pytest.raises(ValueError, match=match):
-        export_model(tmp_path, _towers(_embeddings(2, 0), _embeddings(2, 1), products))
+        export_model(tmp_path, _towers(_embeddings(2, 0), _embeddings(2, 1), products), _ranking(_embeddings(2, 1)))
 
 
 def test_tree_needs_reorder_of_at_least_k(tmp_path: Path) -> None:
     params = IndexParams(kind="tree_ah", num_leaves=4, leaves_to_search=2, reorder_num_neighbors=10)
     with pytest.raises(ValueError, match="reorder"):
-        export_model(tmp_path, _towers(_embeddings(1, 0), _embeddings(100, 1)), k_max=50, index=params)
+        export_model(
+            tmp_path,
+            _towers(_embeddings(1, 0), _embeddings(100, 1)),
+            _ranking(_embeddings(100, 1)),
+            k_max=50,
+            index=params,
+        )
 
 
 def test_loads_with_tensorflow_and_scann_only(exported: tuple[Path, dict[str, Any]]) -> None:
@@ -291,4 +304,7 @@ def test_loads_with_tensorflow_and_scann_only(exported: tuple[Path, dict[str, An
         check=False,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.strip().splitlines()[-1] == "['query', 'recommend', 'recommend_exact', 'score']"
+    assert (
+        result.stdout.strip().splitlines()[-1]
+        == "['query', 'rank_all', 'rank_new', 'recommend', 'recommend_exact', 'score']"
+    )

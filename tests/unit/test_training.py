@@ -217,7 +217,7 @@ def test_artifact_layout_and_manifest(trained: Path) -> None:
     assert manifest["embedding_dim"] == 8
     assert manifest["index"]["kind"] == "brute_force"  # 12 products: fewer than any tree's leaves
     assert manifest["scann_recall_at_10"] >= 0.95
-    assert set(manifest["metrics"]["two-tower (shipped parameters)"]) == {"all", "new"}
+    assert set(manifest["metrics"]["two-tower (shipped parameters): retrieval stage alone (exact)"]) == {"all", "new"}
     served = [name for name in manifest["metrics"] if name.startswith("two-tower (shipped parameters), served")]
     assert len(served) == 1
     assert set(manifest["metrics"][served[0]]) == {"all", "new"}

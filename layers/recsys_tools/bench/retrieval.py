@@ -60,8 +60,8 @@ def retail_workload(data: Path = DEFAULT_DATA) -> Workload:
 
 
 def _queries(recommender: Recommender, histories: list[PurchaseHistory], now: float) -> list[Floats]:
-    queries = [recommender.query(h.products, h.country, now) for h in histories]
-    return [q for q in queries if q is not None]
+    arrays = [(recommender.history_arrays(h.products, now), h.country) for h in histories]
+    return [recommender.query(history, country) for history, country in arrays if history is not None]
 
 
 def exact_top(recommender: Recommender, queries: list[Floats], k: int = RECALL_K) -> list[set[int]]:

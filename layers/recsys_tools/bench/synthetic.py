@@ -9,17 +9,23 @@ the way a trained two-tower model ranks products within a taste.
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
 from recsys import artifact
 from recsys.domain import Purchase, PurchaseHistory
+from recsys.scoring import FEATURES, VIEWS, Head, ProductTables
 from recsys_tools.bench.retrieval import Workload
+
+if TYPE_CHECKING:
+    from recsys_tools.training.export import Ranking
 from recsys_tools.training.params import K_MAX
 
 CLUSTERS = 256
@@ -72,6 +78,7 @@ def build_artifact(out_dir: Path, products: int, customers: int, dim: int, *, se
     export_artifact(
         out_dir,
         towers,
+        synthetic_ranking(products, rng),
         manifest=manifest,
         catalogue={p: f"Synthetic product {p}" for p in product_ids},
         popular=[(p, 1.0 / (rank + 1)) for rank, p in enumerate(product_ids[:POPULAR])],
@@ -82,3 +89,25 @@ def build_artifact(out_dir: Path, products: int, customers: int, dim: int, *, se
     written["build_seconds"] = round(time.perf_counter() - start, 1)
     (out_dir / artifact.MANIFEST).write_text(json.dumps(written), encoding="utf-8")
     return Workload(histories, float(now))
+
+
+def synthetic_ranking(products: int, rng: np.random.Generator, neighbours: int = 4, width: int = 8) -> Ranking:
+    """A ranking stage of the right shapes with random weights (for benchmarks and export tests: the time a request
+    spends ranking does not depend on the weights' values)."""
+    features = len(FEATURES)
+    widths = (features, width, width // 2, 1)
+    head = Head(
+        mean=np.zeros(features, np.float32),
+        std=np.ones(features, np.float32),
+        kernels=tuple(rng.normal(0, 0.3, (a, b)).astype(np.float32) for a, b in itertools.pairwise(widths)),
+        biases=tuple(np.zeros(b, np.float32) for b in widths[1:]),
+    )
+    tables = ProductTables(
+        log_popularity=rng.uniform(0, 5, products).astype(np.float32),
+        log_popularity_recent=rng.uniform(0, 3, products).astype(np.float32),
+        ease_columns=rng.integers(0, products, (products, neighbours)).astype(np.int32),
+        ease_values=rng.uniform(0, 0.1, (products, neighbours)).astype(np.float32),
+    )
+    from recsys_tools.training.export import Ranking  # imports TensorFlow
+
+    return Ranking(tables, dict.fromkeys(VIEWS, head), {"synthetic": True})

@@ -31,12 +31,14 @@ def ease_weights(gram_matrix: npt.NDArray[np.float64], lam: float) -> Floats:
     p = scipy.linalg.inv(a, overwrite_a=True, check_finite=False)
     b = -p / np.diag(p)[None, :]
     np.fill_diagonal(b, 0.0)
-    return b.astype(np.float32)
+    weights: Floats = b.astype(np.float32)
+    return weights
 
 
 def ease_scores(bought: sp.csr_matrix, weights: Floats) -> Floats:
     """Scores [customers, products] of the customers' binary histories."""
-    return np.asarray((bought > 0).astype(np.float32) @ weights, dtype=np.float32)
+    scores: Floats = np.asarray((bought > 0).astype(np.float32) @ weights, dtype=np.float32)
+    return scores
 
 
 def prune(weights: Floats, k: int = NEIGHBOURS) -> tuple[Ints32, Floats]:

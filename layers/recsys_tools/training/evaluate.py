@@ -150,7 +150,7 @@ def baseline_scores(data: EvalData) -> dict[str, Floats]:
 # --- the two-tower model on the split --------------------------------------------------------------------------
 
 
-def served_ranking(split: Split, data: EvalData, path: Path) -> dict[str, Ints]:
+def served_ranking(split: Split, data: EvalData, path: Path, *, exact_retrieval: bool = False) -> dict[str, Ints]:
     """What serving returns for each test customer, through ``recsys.recommender`` on the artifact at ``path``: the
     query from the customer's history before the split (as of the cut-off), ScaNN, the buy-again blend ("all") or
     only never-bought products ("new"); as ranked product columns per view."""
@@ -159,7 +159,7 @@ def served_ranking(split: Split, data: EvalData, path: Path) -> dict[str, Ints]:
     from recsys.settings import Settings
     from recsys_tools.history import purchase_histories
 
-    served = Recommender(Artifact(path))
+    served = Recommender(Artifact(path), exact_retrieval=exact_retrieval)
     now = split.cutoff.timestamp()
     column = {p: i for i, p in enumerate(data.products)}
     test_customers = {data.customers[row] for row in data.test_rows}
@@ -184,20 +184,22 @@ def served_ranking(split: Split, data: EvalData, path: Path) -> dict[str, Ints]:
 def evaluate_model(
     split: Split, data: EvalData, params: TrainParams, name: str
 ) -> dict[str, dict[str, dict[str, Any]]]:
-    """The two-tower model trained on the split: alone (its query as of the training data's end, exact scores over
-    the catalogue) and as served (exported, then ``served_ranking``)."""
-    from recsys_tools.training import model as two_tower  # TensorFlow only when the model is evaluated
-    from recsys_tools.training.export import export_artifact
+    """The two-stage model trained on the split (its ranking stage on a validation period before the cut-off): the
+    retrieval stage alone (its query as of the training data's end, exact scores over the catalogue) and as served
+    (exported, then ``served_ranking``: ScaNN, then the ranking heads)."""
+    from recsys_tools.training.export import export_artifact  # TensorFlow only when the model is evaluated
+    from recsys_tools.training.two_stage import fit_two_stage
 
     names = product_names(split.train)
-    towers, _ = two_tower.fit(split.train, params, names)
+    towers, ranking, _ = fit_two_stage(split.train, params, names)
     assert towers.products == data.products
     alone = towers.sample_queries[data.test_rows] @ towers.product_embeddings.T
-    results = {name: evaluate_scores(np.asarray(alone, dtype=np.float32), data)}
+    results = {f"{name}: retrieval stage alone (exact)": evaluate_scores(np.asarray(alone, dtype=np.float32), data)}
     with tempfile.TemporaryDirectory() as tmp:
         export_artifact(
             Path(tmp),
             towers,
+            ranking,
             manifest={"version": f"split-{split.cutoff.date()}", "parameters": asdict(params)},
             catalogue=names,
             popular=popular_products(split.train),
@@ -205,8 +207,9 @@ def evaluate_model(
             half_life_days=params.recency_half_life_days,
         )
         served = served_ranking(split, data, Path(tmp))
-    w = params.buy_again_weight
-    results[f"{name}, served (live-history query, ScaNN, log-count blend w={w:g})"] = evaluate_ranked(served, data)
+        exact = served_ranking(split, data, Path(tmp), exact_retrieval=True)
+    results[f"{name}, served (live history, ScaNN, ranking heads)"] = evaluate_ranked(served, data)
+    results[f"{name}, exact retrieval instead of ScaNN"] = evaluate_ranked(exact, data)
     return results
 
 

@@ -30,6 +30,7 @@ from scann.scann_ops.py import scann_ops
 
 from recsys import artifact
 from recsys.artifact import SAVED_MODEL_DIR
+from recsys.scoring import FEATURES, VIEWS, Head, ProductTables
 
 BRUTE_FORCE_BELOW = 1_000  # catalogues smaller than this are searched exhaustively
 PAD_PRODUCT_ID = ""
@@ -52,6 +53,15 @@ class Towers:
     countries: list[str]
     country_embeddings: Floats  # [C, D]; zeros when the model does not use the country
     sample_queries: Floats  # [S, D]
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """The ranking stage: product tables (of the full data) and the heads per view, with how they were made."""
+
+    tables: ProductTables
+    heads: dict[str, Head]
+    info: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -175,11 +185,38 @@ def _with_oov_row(embeddings: Floats) -> tf.Variable:
     return tf.Variable(padded, trainable=False)
 
 
+class HeadModule(tf.Module):  # type: ignore[misc]
+    """A ranking head's weights (``recsys.scoring.Head``) and its arithmetic, for the rank_* signatures."""
+
+    def __init__(self, head: Head) -> None:
+        super().__init__()
+        self.mean = tf.Variable(head.mean, trainable=False)
+        self.std = tf.Variable(head.std, trainable=False)
+        self.kernels = [tf.Variable(kernel, trainable=False) for kernel in head.kernels]
+        self.biases = [tf.Variable(bias, trainable=False) for bias in head.biases]
+
+    def __call__(self, features: tf.Tensor) -> tf.Tensor:
+        hidden = (features - self.mean) / self.std
+        for layer, (kernel, bias) in enumerate(zip(self.kernels, self.biases, strict=True)):
+            hidden = tf.matmul(hidden, kernel) + bias
+            if layer < len(self.kernels) - 1:
+                hidden = tf.nn.relu(hidden)
+        return hidden[:, 0]
+
+
 class RecommenderModule(tf.Module):  # type: ignore[misc]
     """The product side, the query tower's tables and the ScaNN index, with the serving signatures. Nothing per
     customer: the query is computed from a purchase history at request time (``query``)."""
 
-    def __init__(self, towers: Towers, searcher: Any, params: IndexParams, k_max: int, half_life_days: float) -> None:
+    def __init__(
+        self,
+        towers: Towers,
+        ranking: Ranking,
+        searcher: Any,
+        params: IndexParams,
+        k_max: int,
+        half_life_days: float,
+    ) -> None:
         super().__init__(name="recommender")
         product_ids = np.asarray(towers.products, dtype=object)
         self._params = params
@@ -202,6 +239,12 @@ class RecommenderModule(tf.Module):  # type: ignore[misc]
         )
         self.recency_half_life_days = tf.Variable(self._half_life_days, trainable=False, dtype=tf.float32)
         self.scann = searcher.serialize_to_module()
+        tables = ranking.tables
+        self.log_popularity = tf.Variable(tables.log_popularity, trainable=False)
+        self.log_popularity_recent = tf.Variable(tables.log_popularity_recent, trainable=False)
+        self.ease_columns = tf.Variable(tables.ease_columns, trainable=False)
+        self.ease_values = tf.Variable(tables.ease_values, trainable=False)
+        self.heads = {view: HeadModule(ranking.heads[view]) for view in VIEWS}
 
     def _finalise(self, indices: tf.Tensor, scores: tf.Tensor) -> dict[str, tf.Tensor]:
         """Rows come best first with invalid hits last (ScaNN: NaN score, index 0) and no duplicates (pinned by
@@ -258,6 +301,14 @@ class RecommenderModule(tf.Module):  # type: ignore[misc]
         top = tf.math.top_k(tf.matmul(queries, products, transpose_b=True), self._k_search)
         return self._finalise(top.indices, top.values)
 
+    @tf.function(input_signature=[tf.TensorSpec([None, len(FEATURES)], tf.float32, name="features")])  # type: ignore[untyped-decorator]
+    def rank_all(self, features: tf.Tensor) -> dict[str, tf.Tensor]:
+        return {"logits": self.heads["all"](features)}
+
+    @tf.function(input_signature=[tf.TensorSpec([None, len(FEATURES)], tf.float32, name="features")])  # type: ignore[untyped-decorator]
+    def rank_new(self, features: tf.Tensor) -> dict[str, tf.Tensor]:
+        return {"logits": self.heads["new"](features)}
+
     @tf.function(  # type: ignore[untyped-decorator]
         input_signature=[
             tf.TensorSpec([None], tf.float32, name="query"),
@@ -283,6 +334,7 @@ def _ids(ids: Sequence[str], embeddings: Floats, what: str) -> Ids:
 def export_model(
     out_dir: Path,
     towers: Towers,
+    ranking: Ranking,
     *,
     k_max: int = 200,
     index: IndexParams | None = None,
@@ -309,12 +361,14 @@ def export_model(
     sample = np.random.default_rng(0).permutation(len(queries))[:RECALL_SAMPLE]
     params, recall = _tune_leaves(searcher, queries[sample], products, params, k_search)
 
-    module = RecommenderModule(towers, searcher, params, k_max, half_life_days)
+    module = RecommenderModule(towers, ranking, searcher, params, k_max, half_life_days)
     signatures = {
         "query": module.query.get_concrete_function(),
         "recommend": module.recommend.get_concrete_function(),
         "recommend_exact": module.recommend_exact.get_concrete_function(),
         "score": module.score.get_concrete_function(),
+        "rank_all": module.rank_all.get_concrete_function(),
+        "rank_new": module.rank_new.get_concrete_function(),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     tf.saved_model.save(
@@ -329,12 +383,14 @@ def export_model(
         "index": {"num_products": len(products), **asdict(params)},
         "scann_recall_at_10": round(recall, 4),
         "scann_recall_sample": len(sample),
+        "ranking": ranking.info,
     }
 
 
 def export_artifact(
     path: Path,
     towers: Towers,
+    ranking: Ranking,
     *,
     manifest: dict[str, Any],
     catalogue: dict[str, str],
@@ -342,9 +398,9 @@ def export_artifact(
     k_max: int,
     half_life_days: float,
 ) -> dict[str, Any]:
-    """A complete artifact version in ``path``: the SavedModel, and the manifest (``manifest`` + what the export
-    determined) with the catalogue and the popular list beside it. Returns the manifest written."""
-    exported = export_model(path, towers, k_max=k_max, half_life_days=half_life_days)
+    """A complete artifact version in ``path``: the SavedModel (both stages), and the manifest (``manifest`` + what
+    the export determined) with the catalogue and the popular list beside it. Returns the manifest written."""
+    exported = export_model(path, towers, ranking, k_max=k_max, half_life_days=half_life_days)
     written = {**manifest, **exported}
     artifact.write_artifact(path, manifest=written, catalogue=catalogue, popular=popular)
     return written

@@ -32,6 +32,7 @@ import tensorflow_recommenders as tfrs
 from recsys_tools.training.data import vocabulary
 from recsys_tools.training.export import Towers
 from recsys_tools.training.params import TrainParams
+from recsys_tools.training.progress import MeanLoss
 
 Floats = npt.NDArray[np.float32]
 Ints = npt.NDArray[np.int64]
@@ -182,8 +183,11 @@ def train_model(features: Features, params: TrainParams) -> TwoTowerModel:
         .batch(params.batch_size)
         .prefetch(tf.data.AUTOTUNE)
     )
-    verbose = 2 if params.verbose == 1 and not sys.stdout.isatty() else params.verbose  # no bar in log files
-    model.fit(dataset, epochs=params.epochs, verbose=verbose)
+    # the bar only on a terminal; the mean loss per example is logged after each epoch (MeanLoss: TFRS' retrieval
+    # loss is summed over the batch, so Keras' own figure grows with the batch size)
+    verbose = 1 if params.verbose == 1 and sys.stdout.isatty() else 0
+    progress = MeanLoss("retrieval", summed_over=params.batch_size)
+    model.fit(dataset, epochs=params.epochs, verbose=verbose, callbacks=[progress] if params.verbose else [])
     return model
 
 

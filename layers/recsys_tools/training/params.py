@@ -44,14 +44,29 @@ class TrainParams:
     use_country: bool = True
     logq_correction: bool = True
     leave_target_out: bool = True
-    buy_again_weight: float = 1.0  # serve-time blend for the "all" view; see recsys_tools.training.train
+    validation_days: int = 30  # the ranking stage's validation period before the data's end (two_stage)
+    ranker_width: int = 64  # the ranking heads' MLP: this many units, then half as many, then the logit
+    ranker_epochs: int = 6
+    ranker_batch_size: int = 1024
+    ranker_learning_rate: float = 3e-3
+    ease_neighbours: int = 100  # EASE weights kept per product for the ranking feature
     seed: int = 42
-    verbose: int = 1  # Keras progress: 0 silent, 1 bar, 2 a line per epoch
+    verbose: int = 1  # 0 silent; otherwise the mean loss per example after each epoch (and a bar on a terminal)
 
     @classmethod
     def tiny(cls) -> TrainParams:
         """Seconds-long training for test fixtures."""
-        return cls(embedding_dim=8, epochs=2, batch_size=64, learning_rate=0.05, l2=1e-3, verbose=0)
+        return cls(
+            embedding_dim=8,
+            epochs=2,
+            batch_size=64,
+            learning_rate=0.05,
+            l2=1e-3,
+            ranker_width=8,
+            ranker_epochs=2,
+            ranker_batch_size=256,
+            verbose=0,
+        )
 
 
 Variant = Callable[[TrainParams], TrainParams]
@@ -59,10 +74,9 @@ Variant = Callable[[TrainParams], TrainParams]
 # every variant tried, as a change of the shipped parameters (reported by `recsys evaluate --variants all`)
 VARIANTS: dict[str, Variant] = {
     "two-tower ID-only (no names, no country, no logQ)": lambda p: replace(
-        p, use_names=False, use_country=False, logq_correction=False, buy_again_weight=0.0
+        p, use_names=False, use_country=False, logq_correction=False
     ),
     "two-tower, no product names": lambda p: replace(p, use_names=False),
     "two-tower, no logQ correction": lambda p: replace(p, logq_correction=False),
     "two-tower, target kept in history": lambda p: replace(p, leave_target_out=False),
-    "two-tower, no buy-again blend": lambda p: replace(p, buy_again_weight=0.0),
 }

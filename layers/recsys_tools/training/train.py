@@ -1,15 +1,11 @@
 """What `recsys train` does (its flags: ``train_cli``): clean the data, evaluate on the time split, train the served
 model on all data, export it as ``model_artifacts/<version>/`` (written by ``recsys.artifact``) and mark it current.
 
-The served model is retrained on the full data (same parameters), so products first sold after the split date are in
-the vocabulary; the metrics in the manifest are those of the same parameters trained on the split. The artifact holds
-nothing per customer: serving computes a customer's query from the purchase history kept in DynamoDB.
-
-Serve-time blend (``parameters.buy_again_weight`` = w in the manifest), applied by ``recsys.recommender``: for a
-customer c with live history, served_score(c, p) = model_score(c, p) + w * log(1 + n(c, p)), where model_score is the
-dot product of c's query (the ``query`` signature's arithmetic) with p's embedding and n(c, p) the times c bought p.
-Past purchases outside the ScaNN top-K_MAX are scored too and merged. w = 0 disables it; ranking only new products
-("exclude_purchased") drops c's purchases instead, where the blend adds nothing.
+The served model is the two-stage model of ``two_stage``: the ranking stage is trained on a validation period at
+the end of the data, then the retrieval model and the product tables are fitted on all of it (so products first sold
+in that period are in the vocabulary); the metrics in the manifest are those of the same parameters trained on the
+evaluation split. The artifact holds nothing per customer: serving computes a customer's query and ranking features
+from the purchase history kept in DynamoDB.
 """
 
 from __future__ import annotations
@@ -55,7 +51,7 @@ def train_and_export(
     """Train on all of ``purchases`` (a CSV with the Online Retail columns, or a cleaned frame as made by
     ``recsys_tools.training.data``), export ``artifacts_root/<version>`` and (by default) mark it current."""
     from recsys_tools.training.export import export_artifact
-    from recsys_tools.training.model import fit
+    from recsys_tools.training.two_stage import fit_two_stage
 
     params = params or TrainParams()
     if isinstance(purchases, Path):
@@ -72,7 +68,7 @@ def train_and_export(
     metrics = split_metrics(purchases, params, split_date, report_dir) if evaluate else {}
     started = time.monotonic()
     names = product_names(purchases)
-    towers, sizes = fit(purchases, params, names)
+    towers, ranking, sizes = fit_two_stage(purchases, params, names)
     train_seconds = time.monotonic() - started
 
     staging = artifact.staging_dir(artifacts_root, version)
@@ -88,6 +84,7 @@ def train_and_export(
     written = export_artifact(
         staging,
         towers,
+        ranking,
         manifest=manifest,
         catalogue={p: names[p] for p in towers.products},
         popular=popular_products(purchases),

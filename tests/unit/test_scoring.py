@@ -1,0 +1,93 @@
+"""The ranking stage's arithmetic (recsys.scoring), which training and serving share: the history as arrays agrees with
+the raw purchase events, the features do not depend on the candidates' order, and the two-stage protocol's data
+choices (the validation period, too little data)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recsys.artifact import Artifact
+from recsys.domain import DAY_SECONDS, HALF_LIVES_DAYS, Purchase, PurchaseHistory
+from recsys.recommender import Recommender
+from recsys.scoring import FEATURES, NEVER_DAYS, HistoryArrays, features
+from tests.support.data import KNOWN_CUSTOMER, SliceHistories
+
+NOW = 1_700_000_000
+
+
+def test_history_arrays_are_the_purchase_events_as_of_the_request_time() -> None:
+    # Given purchases of two products, out of order, and a request 10 days after the last one
+    events = [("A", 3, 40), ("B", 1, 5), ("A", 1, 100), ("A", 2, 12)]  # product, quantity, days before NOW
+    history = PurchaseHistory("c").add([Purchase(p, q, NOW - d * DAY_SECONDS) for p, q, d in events], 500)
+    now = NOW + 10 * DAY_SECONDS
+    arrays = HistoryArrays.of(history.products, {"A": 7, "B": 2, "C": 9}, now)
+    assert arrays is not None
+    # Then rows are sorted, and counts, quantities, days since and decayed counts are those of the raw events
+    assert arrays.rows.tolist() == [2, 7]
+    assert arrays.count.tolist() == [1, 3]
+    assert arrays.quantity.tolist() == [1, 6]
+    np.testing.assert_allclose(arrays.days_since, [15, 22])
+    for i, half_life in enumerate(HALF_LIVES_DAYS):
+        for column, product in enumerate(("B", "A")):
+            ages = [d + 10 for p, _, d in events if p == product]
+            np.testing.assert_allclose(arrays.decayed[i, column], sum(2 ** (-a / half_life) for a in ages), rtol=1e-5)
+    # and a history of products the model does not know gives nothing
+    assert HistoryArrays.of(history.products, {"C": 0}, now) is None
+
+
+def test_features_do_not_depend_on_the_candidates_order(recommender: Recommender, histories: SliceHistories) -> None:
+    history = histories.by_customer[KNOWN_CUSTOMER]
+    arrays = recommender.history_arrays(history.products, histories.now)
+    assert arrays is not None
+    rows = np.arange(len(recommender.artifact.catalogue), dtype=np.int64)[:300]
+    shuffled = np.random.default_rng(1).permutation(rows)
+    x = features(rows, arrays, recommender._tables)
+    y = features(shuffled, arrays, recommender._tables)
+    assert x.shape == (300, len(FEATURES))
+    np.testing.assert_allclose(x[np.argsort(rows)], y[np.argsort(shuffled)], rtol=1e-6)
+    # a never-bought candidate: not bought, no counts, "never" days since
+    never = ~np.isin(rows, arrays.rows)
+    assert never.any()
+    column = {name: i for i, name in enumerate(FEATURES)}
+    assert (x[never, column["bought"]] == 0).all()
+    assert (x[never, column["log_count"]] == 0).all()
+    np.testing.assert_allclose(x[never, column["log_days_since"]], np.log1p(NEVER_DAYS), rtol=1e-6)
+
+
+def test_the_manifest_records_how_the_ranking_stage_was_made(model_dir: Path) -> None:
+    ranking = Artifact(model_dir).manifest["ranking"]
+    assert ranking["features"] == list(FEATURES)
+    assert ranking["positives"] > 0
+    assert ranking["ease_lambda"] in {100.0, 250.0, 500.0, 1000.0, 2000.0}
+    assert set(ranking["candidate_coverage"]) == {"all", "new"}
+    assert pd.Timestamp(ranking["validation_start"]) < pd.Timestamp("2011-12-10")
+
+
+def test_the_validation_period_is_the_last_30_days_or_a_tenth_of_the_purchases() -> None:
+    from recsys_tools.training.two_stage import validation_start
+
+    days = pd.date_range("2011-01-01", periods=200, freq="D")  # the last 30 days hold 15%
+    even = pd.DataFrame({"timestamp": days})
+    assert validation_start(even, 30) == days[-1] - pd.Timedelta(days=30)
+    # most purchases long ago, few in the last month: the period reaches back to hold a tenth of them
+    skewed = pd.DataFrame({"timestamp": [*([days[0]] * 100), *days[-5:]]})
+    assert validation_start(skewed, 30) < days[-1] - pd.Timedelta(days=30)
+
+
+def test_too_little_data_for_the_ranking_stage_is_refused_with_a_reason() -> None:
+    from recsys_tools.training.data import synthetic_purchases
+    from recsys_tools.training.params import TrainParams
+    from recsys_tools.training.two_stage import fit_ranking, validation_start
+
+    # Given purchases where nobody who bought before the validation period buys in it
+    purchases = synthetic_purchases(num_customers=12, num_products=6)
+    start = validation_start(purchases, TrainParams.tiny().validation_days)
+    later = purchases["timestamp"] >= start
+    purchases.loc[later, "customer_id"] = "someone-new-" + purchases.loc[later].index.astype(str)
+    names = dict.fromkeys(purchases["product_id"], "")
+    with pytest.raises(ValueError, match="too little data for the ranking stage"):
+        fit_ranking(purchases, TrainParams.tiny(), names, sorted(names))
