@@ -32,6 +32,7 @@ import tensorflow_recommenders as tfrs
 from recsys_tools.training.data import vocabulary
 from recsys_tools.training.export import Towers
 from recsys_tools.training.params import TrainParams
+from recsys_tools.training.progress import EpochLoss
 
 Floats = npt.NDArray[np.float32]
 Ints = npt.NDArray[np.int64]
@@ -183,7 +184,7 @@ def train_model(features: Features, params: TrainParams) -> TwoTowerModel:
         .prefetch(tf.data.AUTOTUNE)
     )
     verbose = 2 if params.verbose == 1 and not sys.stdout.isatty() else params.verbose  # no bar in log files
-    model.fit(dataset, epochs=params.epochs, verbose=verbose)
+    model.fit(dataset, epochs=params.epochs, verbose=verbose, callbacks=[EpochLoss(len(features.pair_customer))])
     return model
 
 
