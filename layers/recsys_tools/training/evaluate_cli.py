@@ -33,11 +33,12 @@ def stored_params(model_dir: Path | None, artifacts_root: Path) -> TrainParams:
 
 
 def run(args: argparse.Namespace) -> int:
+    from recsys_tools.training.data import features_used
     from recsys_tools.training.evaluate import evaluate_all, report_header, write_report
 
     configure_logging()
-    purchases, _ = load_data(args)
-    params = stored_params(args.model_dir, args.artifacts_root)
+    purchases, _, cleaning = load_data(args)
+    params, _ = features_used(purchases, stored_params(args.model_dir, args.artifacts_root), cleaning)
     names = list(VARIANTS) if args.variants == ["all"] else args.variants
     results, notes = evaluate_all(purchases, args.split_date, params, {n: VARIANTS[n] for n in names})
     header = report_header(len(purchases), args.split_date, params)
