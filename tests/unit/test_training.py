@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -310,6 +311,13 @@ def test_artifact_layout_and_manifest(trained: Path) -> None:
     served = [name for name in manifest["metrics"] if name.startswith("two-tower (shipped parameters), served")]
     assert len(served) == 1
     assert set(manifest["metrics"][served[0]]) == {"all", "new"}
+    for view in ("all", "new"):  # figures with standard errors, paired differences against the best baseline
+        metrics = manifest["metrics"][served[0]][view]
+        assert {"recall@20", "recall@20_se", "ndcg@20", "ndcg@20_se", "customers", "vs_best_baseline"} <= set(metrics)
+        assert metrics["vs_best_baseline"]["baseline"] in manifest["metrics"]
+        assert "per_customer" not in metrics
+        assert "lambda" in manifest["metrics"]["EASE (item-item, closed form)"][view]["chosen"]
+    assert {"EASE + recency", "buy-again, recency-decayed", "iALS (implicit, 64 factors)"} <= set(manifest["metrics"])
     epochs = manifest["training"]["epochs"]  # the final fit's mean loss per example per epoch
     assert [e["epoch"] for e in epochs] == [1, 2]
     assert all(math.isfinite(e["loss_per_example"]) and e["loss_per_example"] > 0 for e in epochs)
@@ -326,6 +334,19 @@ def test_artifact_layout_and_manifest(trained: Path) -> None:
         "popular.json",
         "saved_model",
     ]
+
+
+def test_the_report_has_standard_errors_paired_differences_and_the_loss_per_epoch(trained: Path) -> None:
+    reports = trained.parent / "reports"
+    text = (reports / "evaluation.md").read_text(encoding="utf-8")
+    assert " ± " in text
+    assert "## Paired differences against the best baseline per view" in text
+    assert "## Choices made on the validation period" in text
+    stored = json.loads((reports / "evaluation.json").read_text(encoding="utf-8"))
+    losses = stored["training"]["two-tower (shipped parameters)"]
+    assert [e["epoch"] for e in losses] == [1, 2]
+    assert (reports / "training_loss.png").stat().st_size > 0
+    assert stored["choices"]["validation"]["cutoff"] == "2011-10-02 00:00:00"
 
 
 def test_epoch_loss_is_the_mean_loss_per_example() -> None:
