@@ -213,3 +213,11 @@ def test_rank_excludes_with_sparse_history() -> None:
     scores = np.array([[0.1, 0.9, 0.5, 0.7]], dtype=np.float32)
     bought = sp.csr_matrix(np.array([[0, 1, 0, 0]], dtype=np.float32))
     assert ev.rank(scores, 4, bought)[0, :3].tolist() == [3, 2, 0]
+
+
+def test_no_ease_rows_for_catalogues_too_large_to_invert(split: Split, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ev, "EASE_MAX_PRODUCTS", 5)
+    choices = ev.choose_baselines(split)
+    assert "no EASE baselines" in choices.validation["note"]
+    scores = ev.baseline_scores(ev.eval_data(split), choices)
+    assert set(scores) == {ev.POPULARITY, ev.BUY_AGAIN, ev.DECAYED, "iALS (implicit, 64 factors)"}

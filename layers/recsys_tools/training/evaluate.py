@@ -56,6 +56,7 @@ PER_CUSTOMER = "per_customer"  # per view: the per-customer Recall/NDCG@REPORT_K
 VALIDATION_DAYS = 30  # baselines' choices: inputs before cut-off - 30 days, labels in the 30 days before the cut-off
 HALF_LIVES = (30.0, 90.0)  # recency decay of the buy-again baselines, days
 RECENCY_WEIGHTS = (0.25, 0.5, 1.0, 2.0)  # EASE + w * log1p(decayed purchases)
+EASE_MAX_PRODUCTS = 8_000  # EASE inverts a dense [P, P] matrix: about 2 GB at 8k products; above, no EASE rows
 POPULARITY = "popularity"
 BUY_AGAIN = "buy-again frequency"
 DECAYED = "buy-again, recency-decayed"
@@ -240,9 +241,11 @@ def log_decayed(data: EvalData, half_life: float) -> Floats:
     return np.log1p(np.asarray(data.decayed[half_life][data.test_rows].toarray(), dtype=np.float32))
 
 
-def ease_weights_by_lambda(data: EvalData, lambdas: Sequence[float]) -> dict[float, Floats]:
+def ease_scores_by_lambda(data: EvalData, lambdas: Sequence[float]) -> dict[float, Floats]:
+    """EASE's scores of the test customers for each lambda (one [P, P] weight matrix alive at a time)."""
     gram_matrix = ease.gram(data.counts)
-    return {lam: ease.ease_weights(gram_matrix, lam) for lam in sorted(set(lambdas))}
+    history = data.counts[data.test_rows]
+    return {lam: ease.ease_scores(history, ease.ease_weights(gram_matrix, lam)) for lam in sorted(set(lambdas))}
 
 
 @dataclass(frozen=True)
@@ -271,8 +274,14 @@ def choose_baselines(split: Split) -> BaselineChoices:
     data = eval_data(time_split(split.train, str(validation_cutoff)))
     if len(data.test_rows) == 0:
         return replace(DEFAULT_CHOICES, validation={"note": "no validation customers: defaults"})
-    weights = ease_weights_by_lambda(data, ease.LAMBDAS)
-    scores = {lam: ease.ease_scores(data.counts[data.test_rows], b) for lam, b in weights.items()}
+    if len(data.products) > EASE_MAX_PRODUCTS:
+        decayed = {h: _recall(decayed_buy_again(data, h), data, "all") for h in HALF_LIVES}
+        return replace(
+            DEFAULT_CHOICES,
+            decayed_half_life=max(decayed, key=decayed.__getitem__),
+            validation={"note": f"more than {EASE_MAX_PRODUCTS} products: no EASE baselines"},
+        )
+    scores = ease_scores_by_lambda(data, ease.LAMBDAS)
     ease_recall = {view: {lam: _recall(s, data, view) for lam, s in scores.items()} for view in VIEWS}
     recent = {h: log_decayed(data, h) for h in HALF_LIVES}
     blends = {
@@ -304,18 +313,20 @@ def choose_baselines(split: Split) -> BaselineChoices:
 def baseline_scores(
     data: EvalData, choices: BaselineChoices = DEFAULT_CHOICES
 ) -> dict[str, Floats | dict[str, Floats]]:
-    """Every baseline's scores of the test customers (EASE: one matrix per view, each with its own lambda)."""
-    lam, half_life, weight = choices.ease_recency
-    weights = ease_weights_by_lambda(data, [*choices.ease_lambda.values(), lam])
-    history = data.counts[data.test_rows]
-    return {
+    """Every baseline's scores of the test customers (EASE: one matrix per view, each with its own lambda; no EASE
+    rows above EASE_MAX_PRODUCTS products)."""
+    scores: dict[str, Floats | dict[str, Floats]] = {
         POPULARITY: baselines.popularity(data.counts, data.test_rows),
         BUY_AGAIN: baselines.buy_again(data.counts, data.test_rows),
         DECAYED: decayed_buy_again(data, choices.decayed_half_life),
         "iALS (implicit, 64 factors)": baselines.ials(data.counts, data.test_rows),
-        EASE: {view: ease.ease_scores(history, weights[choices.ease_lambda[view]]) for view in VIEWS},
-        EASE_RECENCY: ease.ease_scores(history, weights[lam]) + weight * log_decayed(data, half_life),
     }
+    if len(data.products) <= EASE_MAX_PRODUCTS:
+        lam, half_life, weight = choices.ease_recency
+        by_lambda = ease_scores_by_lambda(data, [*choices.ease_lambda.values(), lam])
+        scores[EASE] = {view: by_lambda[choices.ease_lambda[view]] for view in VIEWS}
+        scores[EASE_RECENCY] = by_lambda[lam] + weight * log_decayed(data, half_life)
+    return scores
 
 
 def baseline_notes(choices: BaselineChoices) -> dict[str, dict[str, dict[str, Any]]]:
@@ -457,7 +468,8 @@ def evaluate_all(
         results[name] = evaluate_scores(scores, data)
     for name, chosen in baseline_notes(choices).items():
         for view in VIEWS:
-            results[name][view]["chosen"] = chosen[view]
+            if name in results:
+                results[name][view]["chosen"] = chosen[view]
     evaluation = Evaluation(
         results,
         baselines=list(results),
