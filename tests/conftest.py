@@ -33,11 +33,15 @@ from tests.support.local_server import recsys_serve
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real (small) two-tower model trained and exported by the production code path."""
+    from recsys_tools.training.data import file_sha256, load_purchases_with_report
     from recsys_tools.training.train import TrainParams, train_and_export
 
     root = tmp_path_factory.mktemp("artifacts")
     data = write_data_slice(root / "slice.csv.gz")
-    return train_and_export(data, root, params=TrainParams.tiny(), version="test")
+    purchases, cleaning = load_purchases_with_report(data, retail_rules=True)  # a slice of the retail file
+    return train_and_export(
+        purchases, root, params=TrainParams.tiny(), version="test", data_sha256=file_sha256(data), cleaning=cleaning
+    )
 
 
 @pytest.fixture(scope="session")

@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
 
     configure_logging()
     settings = load_settings()
-    purchases, _ = load_data(args)
+    purchases, _, _ = load_data(args)
     outcomes = import_histories(settings, purchases, workers=args.workers, replace=args.replace)
     print(
         f"import-history: {outcomes.total()} customers into table {settings.table_name!r}: "

@@ -45,6 +45,6 @@ def slice_histories(path: Path) -> SliceHistories:
     from recsys_tools.history import purchase_histories
     from recsys_tools.training.data import load_purchases
 
-    purchases = load_purchases(path)
+    purchases = load_purchases(path, retail_rules=True)  # a slice of the retail file: its rules apply
     by_customer = {h.customer_id: h for h in purchase_histories(purchases, Settings().max_history_products)}
     return SliceHistories(by_customer, purchases["timestamp"].max().timestamp())

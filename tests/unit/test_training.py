@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -13,9 +14,19 @@ import pytest
 import scipy.sparse as sp
 
 from recsys import artifact
-from recsys_tools.training.data import CLEAN_COLUMNS, clean, product_names, synthetic_purchases, time_split
+from recsys_tools.training.data import (
+    CLEAN_COLUMNS,
+    clean,
+    features_used,
+    is_retail_file,
+    load_purchases,
+    load_purchases_with_report,
+    product_names,
+    synthetic_purchases,
+    time_split,
+)
 from recsys_tools.training.evaluate import ndcg_at_k, rank, recall_at_k
-from recsys_tools.training.params import Columns, TrainParams
+from recsys_tools.training.params import DEFAULT_DATA, Columns, TrainParams
 
 RAW_COLUMNS = ["InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate", "UnitPrice", "CustomerID", "Country"]
 
@@ -40,7 +51,7 @@ def test_cleaning_drops_cancellations_non_products_and_missing_customers() -> No
             ("536371", "22633", None, 3, "2010-12-01 10:00", 1.85, "13047.0", "United Kingdom"),  # kept, no name
         ]
     )
-    cleaned = clean(raw)
+    cleaned = clean(raw, retail_rules=True)
     assert list(cleaned.columns) == CLEAN_COLUMNS
     assert cleaned[["customer_id", "product_id"]].to_numpy().tolist() == [["17850", "85123A"], ["13047", "22633"]]
     assert cleaned["quantity"].tolist() == [6.0, 3.0]
@@ -63,6 +74,79 @@ def test_cleaning_other_csv_applies_only_rules_whose_columns_exist() -> None:
     assert cleaned["name"].tolist() == ["", ""]
     with pytest.raises(ValueError, match="column"):
         clean(raw, Columns(customer="missing", product="sku", timestamp="ts"))
+
+
+def test_retail_rules_need_the_retail_file_or_the_flag(tmp_path: Path) -> None:
+    # Given another shop's CSV whose columns are named like the Online Retail ones (ids that are not five digits,
+    # an invoice numbering that starts with C)
+    raw = _raw(
+        [
+            ("C-1001", "SKU-RED", "RED MUG", 2, "2024-01-02 10:00", 3.5, "u1", "Norway"),
+            ("C-1002", "SKU-BLUE", "BLUE MUG", 1, "2024-01-03 10:00", 3.5, "u2", "Norway"),
+        ]
+    )
+    path = tmp_path / "shop.csv"
+    raw.to_csv(path, index=False)
+    # Then by default none of the retail rules apply: every purchase is kept
+    assert load_purchases(path)["product_id"].tolist() == ["SKU-RED", "SKU-BLUE"]
+    _, report = load_purchases_with_report(path)
+    assert report["retail_rules"] is False
+    assert report["rules"]["retail: cancellations (invoice starts with C)"].startswith("off")
+    # Asked for explicitly, they apply (and say which rules dropped the rows)
+    with pytest.raises(ValueError, match=r"no purchases left after cleaning.*product id pattern"):
+        load_purchases(path, retail_rules=True)
+    # The shipped file is recognised by its content, not its columns
+    assert is_retail_file(DEFAULT_DATA)
+    assert not is_retail_file(path)
+
+
+@pytest.mark.parametrize(
+    ("values", "unit"),
+    [
+        ([1293753600, 1293840000], "unix seconds"),  # integers
+        ([1293753600.0, 1293840000.5], "unix seconds"),  # floats
+        (["1293753600", "1293840000"], "unix seconds"),  # numeric text
+        ([1293753600000, 1293840000000], "unix milliseconds"),
+        (["1293753600000", "1293840000000"], "unix milliseconds"),
+        (["2010-12-31T01:00:00+01:00", "2011-01-01T00:00:00Z"], "date text"),  # offsets: converted to UTC
+    ],
+)
+def test_unix_timestamps_are_read_by_magnitude(tmp_path: Path, values: list[Any], unit: str) -> None:
+    path = tmp_path / "times.csv"
+    pd.DataFrame({"user": ["u1", "u2"], "sku": ["a", "b"], "ts": values}).to_csv(path, index=False)
+    cleaned, report = load_purchases_with_report(path, Columns(customer="user", product="sku", timestamp="ts"))
+    assert cleaned["timestamp"].dt.floor("D").tolist() == [pd.Timestamp("2010-12-31"), pd.Timestamp("2011-01-01")]
+    assert cleaned["timestamp"].dt.tz is None
+    assert report["timestamp_format"] == f"{unit} (column 'ts')"
+
+
+def test_timestamps_of_no_known_magnitude_are_refused_naming_the_column(tmp_path: Path) -> None:
+    path = tmp_path / "times.csv"
+    columns = Columns(customer="user", product="sku", timestamp="when")
+    for values in ([20110101, 20110102], [1293753600, 1293840000000], ["soon", "later"]):  # YYYYMMDD; mixed
+        pd.DataFrame({"user": ["u1", "u2"], "sku": ["a", "b"], "when": values}).to_csv(path, index=False)
+        with pytest.raises(ValueError, match="timestamp column 'when'"):
+            load_purchases(path, columns)
+
+
+def test_a_data_set_without_optional_columns_turns_their_features_off(tmp_path: Path) -> None:
+    path = tmp_path / "bare.csv"
+    pd.DataFrame({"user": ["u1", "u2"], "sku": ["a", "b"], "ts": ["2024-01-02", "2024-01-03"]}).to_csv(
+        path, index=False
+    )
+    purchases, cleaning = load_purchases_with_report(path, Columns(customer="user", product="sku", timestamp="ts"))
+    assert cleaning["columns"]["name"] is None
+    assert cleaning["columns"]["price"] is None
+    assert cleaning["rules"]["unit price > 0"] == "off: no column 'UnitPrice'"
+    params, features = features_used(purchases, TrainParams(), cleaning)
+    assert (params.use_names, params.use_country) == (False, False)
+    assert params == TrainParams(use_names=False, use_country=False)
+    assert features["used"] == ["product id, purchase history (counts, recency)"]
+    assert "no name column" in features["off"]["product names (use_names)"]
+    assert "no country column" in features["off"]["country (use_country)"]
+    # with the columns present and filled, nothing is off; turned off by a flag, the record says so
+    full, _ = features_used(synthetic_purchases(), TrainParams(use_country=False))
+    assert full == TrainParams(use_country=False)
 
 
 def test_time_split_restricts_test_to_known_customers_and_products() -> None:
@@ -183,7 +267,13 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     root = tmp_path_factory.mktemp("artifacts")
     return train_and_export(
-        synthetic_purchases(), root, params=TrainParams.tiny(), evaluate=True, version="tiny", k_max=50
+        synthetic_purchases(),
+        root,
+        params=TrainParams.tiny(),
+        evaluate=True,
+        version="tiny",
+        k_max=50,
+        report_dir=root / "reports",
     )
 
 
@@ -217,10 +307,23 @@ def test_artifact_layout_and_manifest(trained: Path) -> None:
     assert manifest["embedding_dim"] == 8
     assert manifest["index"]["kind"] == "brute_force"  # 12 products: fewer than any tree's leaves
     assert manifest["scann_recall_at_10"] >= 0.95
-    assert set(manifest["metrics"]["two-tower (shipped parameters): retrieval stage alone (exact)"]) == {"all", "new"}
-    served = [name for name in manifest["metrics"] if name.startswith("two-tower (shipped parameters), served")]
+    assert set(manifest["metrics"]["two-stage (shipped parameters): retrieval stage alone (exact)"]) == {"all", "new"}
+    served = [name for name in manifest["metrics"] if name.startswith("two-stage (shipped parameters), served")]
     assert len(served) == 1
     assert set(manifest["metrics"][served[0]]) == {"all", "new"}
+    for view in ("all", "new"):  # figures with standard errors, paired differences against the best baseline
+        metrics = manifest["metrics"][served[0]][view]
+        assert {"recall@20", "recall@20_se", "ndcg@20", "ndcg@20_se", "customers", "vs_best_baseline"} <= set(metrics)
+        assert metrics["vs_best_baseline"]["baseline"] in manifest["metrics"]
+        assert "per_customer" not in metrics
+        assert "lambda" in manifest["metrics"]["EASE (item-item, closed form)"][view]["chosen"]
+    assert {"EASE + recency", "buy-again, recency-decayed", "iALS (implicit, 64 factors)"} <= set(manifest["metrics"])
+    runs = manifest["training"]["epochs"]  # each fit's mean loss per example per epoch
+    assert set(runs) == {"retrieval", "retrieval (validation period)", "ranking head all", "ranking head new"}
+    for epochs in runs.values():
+        assert [e["epoch"] for e in epochs] == [1, 2]
+        assert all(math.isfinite(e["loss_per_example"]) and e["loss_per_example"] > 0 for e in epochs)
+    assert manifest["features"]["off"] == {}
     assert manifest["vocabulary_sizes"]["customers"] == 30
     assert manifest["vocabulary_sizes"]["products"] == len(art.catalogue)
     assert all(name.startswith("PRODUCT ") for name in art.catalogue.values())
@@ -233,6 +336,38 @@ def test_artifact_layout_and_manifest(trained: Path) -> None:
         "popular.json",
         "saved_model",
     ]
+
+
+def test_the_report_has_standard_errors_paired_differences_and_the_loss_per_epoch(trained: Path) -> None:
+    reports = trained.parent / "reports"
+    text = (reports / "evaluation.md").read_text(encoding="utf-8")
+    assert " ± " in text
+    assert "## Paired differences against the best baseline per view" in text
+    assert "## Choices made on the validation period" in text
+    stored = json.loads((reports / "evaluation.json").read_text(encoding="utf-8"))
+    training = stored["training"]
+    assert set(training) == {
+        f"two-stage (shipped parameters): {run}"
+        for run in ("retrieval", "retrieval (validation period)", "ranking head all", "ranking head new")
+    }
+    assert all([e["epoch"] for e in losses] == [1, 2] for losses in training.values())
+    assert (reports / "training_loss.png").stat().st_size > 0
+    assert stored["choices"]["validation"]["cutoff"] == "2011-10-02 00:00:00"
+
+
+def test_epoch_loss_is_the_mean_loss_per_example() -> None:
+    from recsys_tools.training.progress import EpochLoss, recording
+
+    with recording() as runs:
+        callback = EpochLoss(examples=5)
+    logs: dict[str, Any] = {}
+    callback.on_epoch_begin(0)
+    for loss in (6.0, 4.0):  # the task's loss summed over each batch (3 and 2 examples)
+        callback.on_train_batch_end(0, {"loss": loss, "regularization_loss": 1.0})
+    callback.on_epoch_end(0, logs)
+    assert logs["loss_per_example"] == 2.0
+    assert runs == {"fit": [{"epoch": 1, "loss_per_example": 2.0, "regularization_per_batch": 1.0}]}
+    assert EpochLoss(examples=5).epochs is not runs["fit"]  # outside recording(): not collected
 
 
 def test_retrieval_agrees_with_exact_dot_products(trained: Path, loaded: Any) -> None:
@@ -282,6 +417,34 @@ def test_cli_defaults_are_the_default_parameters() -> None:
     params = {name: getattr(args, name) for name in TrainParams.__dataclass_fields__}
     assert TrainParams(**params) == TrainParams(epochs=3, use_names=False)
     assert args.customer_column == "CustomerID"
+
+
+def test_train_on_a_csv_without_optional_columns_records_the_truth(tmp_path: Path) -> None:
+    from recsys_tools.cli import main
+
+    # Given a CSV with only customer, product and unix-millisecond timestamps, its product column named StockCode
+    rng = np.random.default_rng(0)
+    start = pd.Timestamp("2024-01-01").value // 1_000_000
+    rows = [
+        (f"u{c}", f"SKU-{(c % 3) * 4 + int(rng.integers(4))}", start + int(rng.integers(0, 90 * 86_400_000)))
+        for c in range(40)
+        for _ in range(5)
+    ]
+    path = tmp_path / "shop.csv"
+    pd.DataFrame(rows, columns=["user", "StockCode", "ms"]).to_csv(path, index=False)
+    flags = ["--customer-column", "user", "--timestamp-column", "ms", "--split-date", "2024-03-01"]
+    tiny = ["--epochs", "2", "--embedding-dim", "8", "--batch-size", "64", "--verbose", "0", "--no-evaluate"]
+    args = ["train", "--data", str(path), *flags, *tiny, "--artifacts-root", str(tmp_path / "a"), "--version", "v"]
+    assert main(args) == 0
+    manifest = artifact.Artifact(tmp_path / "a" / "v").manifest
+    # Then the retail rules stayed off, the times are 2024's, and the manifest says which features are off and why
+    assert manifest["cleaning"]["retail_rules"] is False
+    assert manifest["cleaning"]["rows_kept"] == len(rows)
+    assert manifest["cleaning"]["timestamp_format"] == "unix milliseconds (column 'ms')"
+    assert (manifest["parameters"]["use_names"], manifest["parameters"]["use_country"]) == (False, False)
+    assert set(manifest["features"]["off"]) == {"product names (use_names)", "country (use_country)"}
+    runs = manifest["training"]["epochs"]
+    assert len(runs["retrieval"]) == len(runs["retrieval (validation period)"]) == 2
 
 
 def test_the_artifact_does_not_grow_with_the_number_of_customers(tmp_path: Path) -> None:

@@ -28,7 +28,7 @@ def ease_weights(gram_matrix: npt.NDArray[np.float64], lam: float) -> Floats:
     """B [products, products] for L2 weight ``lam`` (row i: what having bought product i adds to every product)."""
     a = gram_matrix.copy()
     a[np.diag_indices_from(a)] += lam
-    p = scipy.linalg.inv(a, overwrite_a=True, check_finite=False)
+    p: npt.NDArray[np.float64] = scipy.linalg.inv(a, overwrite_a=True, check_finite=False)
     b = -p / np.diag(p)[None, :]
     np.fill_diagonal(b, 0.0)
     weights: Floats = b.astype(np.float32)

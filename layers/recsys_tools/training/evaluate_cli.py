@@ -19,6 +19,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--variants", nargs="*", default=[], help="also train these named variants (see VARIANTS in params.py; 'all')"
     )
     parser.add_argument("--reports-dir", type=Path, help="default: <artifacts root>/reports")
+    parser.add_argument(
+        "--readme-table",
+        nargs="+",
+        type=Path,
+        metavar="EVALUATION_JSON",
+        help="only print the README's model table (markdown) from these evaluation.json files, one per split date; "
+        "nothing is trained",
+    )
 
 
 def stored_params(model_dir: Path | None, artifacts_root: Path) -> TrainParams:
@@ -33,14 +41,19 @@ def stored_params(model_dir: Path | None, artifacts_root: Path) -> TrainParams:
 
 
 def run(args: argparse.Namespace) -> int:
-    from recsys_tools.training.evaluate import evaluate_all, report_header, write_report
+    from recsys_tools.training.evaluate import evaluate_all, readme_table, report_header, write_report
+
+    if args.readme_table:
+        print(readme_table(args.readme_table))
+        return 0
+    from recsys_tools.training.data import features_used
 
     configure_logging()
-    purchases, _ = load_data(args)
-    params = stored_params(args.model_dir, args.artifacts_root)
+    purchases, _, cleaning = load_data(args)
+    params, _ = features_used(purchases, stored_params(args.model_dir, args.artifacts_root), cleaning)
     names = list(VARIANTS) if args.variants == ["all"] else args.variants
-    results, notes = evaluate_all(purchases, args.split_date, params, {n: VARIANTS[n] for n in names})
+    evaluation = evaluate_all(purchases, args.split_date, params, {n: VARIANTS[n] for n in names})
     header = report_header(len(purchases), args.split_date, params)
-    path = write_report(args.reports_dir or args.artifacts_root / "reports", results, notes, header)
+    path = write_report(args.reports_dir or args.artifacts_root / "reports", evaluation, header)
     print(path)
     return 0

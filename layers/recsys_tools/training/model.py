@@ -32,7 +32,7 @@ import tensorflow_recommenders as tfrs
 from recsys_tools.training.data import vocabulary
 from recsys_tools.training.export import Towers
 from recsys_tools.training.params import TrainParams
-from recsys_tools.training.progress import MeanLoss
+from recsys_tools.training.progress import EpochLoss
 
 Floats = npt.NDArray[np.float32]
 Ints = npt.NDArray[np.int64]
@@ -166,7 +166,7 @@ class TwoTowerModel(tfrs.Model):  # type: ignore[misc]
         )
 
 
-def train_model(features: Features, params: TrainParams) -> TwoTowerModel:
+def train_model(features: Features, params: TrainParams, run: str = "retrieval") -> TwoTowerModel:
     tf.keras.utils.set_random_seed(params.seed)
     tf.config.experimental.enable_op_determinism()  # same data + seed -> same model, whatever the thread timing
     model = TwoTowerModel(features, params)
@@ -183,11 +183,8 @@ def train_model(features: Features, params: TrainParams) -> TwoTowerModel:
         .batch(params.batch_size)
         .prefetch(tf.data.AUTOTUNE)
     )
-    # the bar only on a terminal; the mean loss per example is logged after each epoch (MeanLoss: TFRS' retrieval
-    # loss is summed over the batch, so Keras' own figure grows with the batch size)
-    verbose = 1 if params.verbose == 1 and sys.stdout.isatty() else 0
-    progress = MeanLoss("retrieval", summed_over=params.batch_size)
-    model.fit(dataset, epochs=params.epochs, verbose=verbose, callbacks=[progress] if params.verbose else [])
+    verbose = 2 if params.verbose == 1 and not sys.stdout.isatty() else params.verbose  # no bar in log files
+    model.fit(dataset, epochs=params.epochs, verbose=verbose, callbacks=[EpochLoss(len(features.pair_customer), run)])
     return model
 
 
@@ -215,9 +212,12 @@ def towers(model: TwoTowerModel, features: Features) -> Towers:
     )
 
 
-def fit(purchases: pd.DataFrame, params: TrainParams, names: dict[str, str]) -> tuple[Towers, dict[str, Any]]:
-    """Train on ``purchases`` and return the towers plus vocabulary sizes for the manifest."""
+def fit(
+    purchases: pd.DataFrame, params: TrainParams, names: dict[str, str], run: str = "retrieval"
+) -> tuple[Towers, dict[str, Any]]:
+    """Train on ``purchases`` and return the towers plus vocabulary sizes for the manifest (``run`` names the fit in
+    the progress records)."""
     features = build_features(purchases, params, names)
-    model = train_model(features, params)
+    model = train_model(features, params, run)
     sizes = {"customers": len(features.customers), "products": len(features.products), "tokens": features.num_tokens}
     return towers(model, features), sizes

@@ -15,14 +15,16 @@ import time
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from recsys import artifact
 from recsys_tools.training.data import (
+    features_used,
     file_sha256,
     frame_sha256,
-    load_purchases,
+    load_purchases_with_report,
     popular_products,
     product_names,
     validate,
@@ -47,16 +49,20 @@ def train_and_export(
     data_sha256: str | None = None,
     make_current: bool = True,
     report_dir: Path | None = None,
+    cleaning: dict[str, Any] | None = None,
 ) -> Path:
     """Train on all of ``purchases`` (a CSV with the Online Retail columns, or a cleaned frame as made by
-    ``recsys_tools.training.data``), export ``artifacts_root/<version>`` and (by default) mark it current."""
+    ``recsys_tools.training.data``), export ``artifacts_root/<version>`` and (by default) mark it current.
+    Features the data cannot feed (no product names, no country) are turned off in the parameters, and the manifest
+    says so (``features``), with what the cleaning did (``cleaning``, when known)."""
     from recsys_tools.training.export import export_artifact
+    from recsys_tools.training.progress import recording
     from recsys_tools.training.two_stage import fit_two_stage
 
     params = params or TrainParams()
     if isinstance(purchases, Path):
         data_sha256 = data_sha256 or file_sha256(purchases)
-        purchases = load_purchases(purchases)
+        purchases, cleaning = load_purchases_with_report(purchases)
     else:
         purchases = validate(purchases)
         data_sha256 = data_sha256 or frame_sha256(purchases)
@@ -65,10 +71,12 @@ def train_and_export(
     if final.exists():
         raise FileExistsError(f"{final} exists; choose another --version")
 
+    params, features = features_used(purchases, params, cleaning)
     metrics = split_metrics(purchases, params, split_date, report_dir) if evaluate else {}
     started = time.monotonic()
     names = product_names(purchases)
-    towers, ranking, sizes = fit_two_stage(purchases, params, names)
+    with recording() as runs:
+        towers, ranking, sizes = fit_two_stage(purchases, params, names)
     train_seconds = time.monotonic() - started
 
     staging = artifact.staging_dir(artifacts_root, version)
@@ -79,7 +87,13 @@ def train_and_export(
         "parameters": {**asdict(params), "split_date": split_date},
         "vocabulary_sizes": sizes,
         "metrics": metrics,
-        "training": {"purchases": len(purchases), "train_seconds": round(train_seconds, 1)},
+        "features": features,
+        "cleaning": cleaning,
+        "training": {
+            "purchases": len(purchases),
+            "train_seconds": round(train_seconds, 1),
+            "epochs": runs,  # the mean loss per example per epoch, by fit
+        },
     }
     written = export_artifact(
         staging,

@@ -9,7 +9,7 @@ import logging
 import time
 from dataclasses import fields
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from recsys.settings import Settings
 from recsys_tools.training.params import DEFAULT_DATA, DEFAULT_SPLIT_DATE, K_MAX, Columns, TrainParams
@@ -34,7 +34,14 @@ def add_csv_arguments(parser: argparse.ArgumentParser) -> None:
         )
     parser.add_argument(
         "--product-pattern",
-        help="regex product ids must match (default: the Online Retail one when the product column is StockCode)",
+        help="regex product ids must match (default: the Online Retail one with the retail rules, none otherwise)",
+    )
+    parser.add_argument(
+        "--retail-rules",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="clean with the Online Retail rules (its product id pattern, invoices starting with C are "
+        "cancellations); default: on for the shipped file only (recognised by its sha256, not its column names)",
     )
 
 
@@ -45,12 +52,14 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--artifacts-root", type=Path, default=Settings().artifacts_root)
 
 
-def load_data(args: argparse.Namespace) -> tuple[pd.DataFrame, str]:
-    """The cleaned purchases the data flags name, and the file's sha256."""
-    from recsys_tools.training.data import file_sha256, load_purchases
+def load_data(args: argparse.Namespace) -> tuple[pd.DataFrame, str, dict[str, Any]]:
+    """The cleaned purchases the data flags name, the file's sha256 and what the cleaning did
+    (``recsys_tools.training.data.clean_with_report``)."""
+    from recsys_tools.training.data import file_sha256, load_purchases_with_report
 
     columns = Columns(**{f.name: getattr(args, f"{f.name}_column") for f in fields(Columns)})
-    return load_purchases(args.data, columns, args.product_pattern), file_sha256(args.data)
+    purchases, cleaning = load_purchases_with_report(args.data, columns, args.product_pattern, args.retail_rules)
+    return purchases, file_sha256(args.data), cleaning
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -74,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
 
     configure_logging()
     params = TrainParams(**{f.name: getattr(args, f.name) for f in fields(TrainParams)})
-    purchases, sha = load_data(args)
+    purchases, sha, cleaning = load_data(args)
     started = time.monotonic()
     path = train_and_export(
         purchases,
@@ -85,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
         split_date=args.split_date,
         k_max=args.k_max,
         data_sha256=sha,
+        cleaning=cleaning,
         make_current=not args.no_current,
         report_dir=args.artifacts_root / "reports",
     )

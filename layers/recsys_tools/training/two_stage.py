@@ -29,7 +29,7 @@ from recsys_tools.history import purchase_histories
 from recsys_tools.training import ease
 from recsys_tools.training.export import Ranking, Towers
 from recsys_tools.training.params import K_MAX, TrainParams
-from recsys_tools.training.progress import MeanLoss  # selects tf-keras before TensorFlow is imported
+from recsys_tools.training.progress import EpochLoss  # selects tf-keras before TensorFlow is imported
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +154,10 @@ def fit_head(x: Array, y: Array, params: TrainParams, name: str) -> Head:
             super().__init__()
             layers = [tf.keras.layers.Dense(width, activation="relu") for width in widths]
             self.mlp = tf.keras.Sequential([*layers, tf.keras.layers.Dense(1)])
-            self.task = tfrs.tasks.Ranking(loss=tf.keras.losses.BinaryCrossentropy(from_logits=True))
+            # summed over the batch, as the retrieval task's (EpochLoss reports it per example; Adam's steps do not
+            # depend on the loss's scale)
+            loss = tf.keras.losses.BinaryCrossentropy(from_logits=True, reduction=tf.keras.losses.Reduction.SUM)
+            self.task = tfrs.tasks.Ranking(loss=loss)
 
         def call(self, inputs: tf.Tensor) -> tf.Tensor:
             return self.mlp((inputs - mean) / std)
@@ -169,7 +172,7 @@ def fit_head(x: Array, y: Array, params: TrainParams, name: str) -> Head:
         .shuffle(len(x), seed=params.seed)
         .batch(params.ranker_batch_size)
     )
-    model.fit(dataset, epochs=params.ranker_epochs, verbose=0, callbacks=[MeanLoss(f"ranking head {name!r}")])
+    model.fit(dataset, epochs=params.ranker_epochs, verbose=0, callbacks=[EpochLoss(len(x), f"ranking head {name}")])
     dense = model.mlp.layers
     return Head(
         mean=mean,
@@ -219,7 +222,7 @@ def fit_ranking(
     period = purchases[purchases["timestamp"] >= start]
     log.info("ranking stage: validation period from %s (%d purchases)", start.date(), len(period))
     started = time.monotonic()
-    towers, _ = fit(before, params, names)
+    towers, _ = fit(before, params, names, "retrieval (validation period)")
     lam, ease_recalls = choose_ease_lambda(before, period, towers.products)
     log.info("EASE lambda %g chosen on the validation period (Recall@20 new: %s)", lam, ease_recalls)
     tables = product_tables(before, towers.products, lam, params.ease_neighbours)
