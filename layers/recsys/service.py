@@ -88,9 +88,12 @@ class RecommendationService:
         """Load the model now (at a function's init) rather than on the first request that needs it."""
         self._recommender()
 
+    def model(self) -> Recommender:
+        """The model generate and update use (loaded on first use)."""
+        return self._recommender()
+
     def model_version(self) -> str:
-        """The version of the model generate and update use (loads it)."""
-        return self._recommender().version
+        return self.model().version
 
     @_budgeted
     def show(self, customer_id: str) -> RecommendationList:
