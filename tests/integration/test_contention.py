@@ -30,8 +30,8 @@ from recsys.schemas import ProductInput
 from recsys.service import RecommendationService, default_service
 from recsys.settings import load_settings
 from recsys.store import DynamoDBStore
+from recsys_tools.local_stack import free_port
 from tests.support.api import TABLE
-from tests.support.local_server import free_port
 from tests.support.moto_dynamodb import make_conditional_writes_atomic, moto_server
 
 WRITERS = 32

@@ -42,8 +42,7 @@ def moto_server(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> Iterato
     """moto's DynamoDB server on a free loopback port (threads of this process), the environment pointing the service
     at it (``env`` added), the template's tables created; yields the endpoint URL."""
     from recsys.settings import load_settings
-    from recsys_tools.local_stack import create_table
-    from tests.support.local_server import free_port
+    from recsys_tools.local_stack import create_table, free_port
 
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)

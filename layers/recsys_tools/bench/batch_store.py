@@ -25,22 +25,16 @@ from recsys.domain import PurchaseHistory, RecommendationList
 from recsys.settings import Settings
 from recsys_tools.batch import DEFAULT_SEGMENTS, DEFAULT_WORKERS, run_batch
 from recsys_tools.import_history import BATCH_DYNAMODB
+from recsys_tools.local_stack import free_port
 
 K = 20
 STARTUP_SECONDS = 60
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @contextmanager
 def moto_server_process() -> Iterator[str]:
     """moto's DynamoDB server in a child process on a free loopback port; yields its URL."""
-    port = _free_port()
+    port = free_port()
     command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603  # nosec B603
     try:
