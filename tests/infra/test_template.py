@@ -10,7 +10,7 @@ from typing import Any
 from cfnlint.api import ManualArgs, lint_file  # type: ignore[import-untyped]
 
 from recsys.settings import REPO_ROOT
-from recsys_tools.template import TEMPLATE, functions
+from recsys_tools.template import TEMPLATE, all_functions, functions
 from tests.infra.events import EVENTS_DIR
 
 TABLE = "RecommendationsTable"
@@ -59,14 +59,14 @@ def test_sam_transforms_the_six_image_functions(transformed: dict[str, Any]) -> 
 
 
 def test_each_command_names_a_handler_module_and_has_an_event(template: dict[str, Any]) -> None:
-    for function in functions(template).values():  # .operation raises unless functions.<op>.app.handler
+    for function in all_functions(template).values():  # .operation raises unless functions.<op>.app.handler
         assert function.source == REPO_ROOT / "functions" / function.operation / "app.py"
         assert function.source.is_file(), function.source
         assert (EVENTS_DIR / f"{function.operation}.json").is_file()
 
 
 def test_functions_share_one_image_definition(template: dict[str, Any]) -> None:
-    metadata = [function.resource["Metadata"] for function in functions(template).values()]
+    metadata = [function.resource["Metadata"] for function in all_functions(template).values()]
     assert all(m == metadata[0] for m in metadata)
     assert metadata[0]["DockerContext"] == "."
     assert (REPO_ROOT / metadata[0]["Dockerfile"]).is_file()

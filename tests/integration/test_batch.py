@@ -4,6 +4,7 @@ its failures. The session's small real model; DynamoDB under moto (a moto server
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ from recsys.store import DynamoDBStore
 from recsys_tools.batch import run_batch
 from recsys_tools.cli import main
 from recsys_tools.events import FakeLambdaContext
+from tests.infra.events import EVENTS_DIR
 from tests.support.api import TABLE
 from tests.support.data import KNOWN_CUSTOMER, SliceHistories
 from tests.support.moto_dynamodb import make_conditional_writes_atomic, moto_server
@@ -214,6 +216,9 @@ def test_the_batch_function_regenerates_its_segment_and_returns_the_accounting(
     assert sum(a["written"] for a in answers) == len(histories.by_customer)
     assert {a["model_version"] for a in answers} == {service.model_version()}
     assert all(a["failed"] == 0 and a["failed_customers"] == [] for a in answers)
+    # The event file (sam local invoke, the console) is one the function takes: one segment of one, all current now
+    event = json.loads((EVENTS_DIR / "batch_generate.json").read_text(encoding="utf-8"))
+    assert handler(event, long)["skipped_by_reason"]["current"] == len(histories.by_customer)
     with pytest.raises(ValidationError):
         handler({"segment": 2, "total_segments": 2}, long)
     # A segment with less than a minute left stops before its first customer; the state machine retries it
