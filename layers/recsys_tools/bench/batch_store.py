@@ -10,6 +10,7 @@ retail customers' histories in moto's DynamoDB server, in a process of its own o
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -53,6 +54,34 @@ def moto_server_process() -> Iterator[str]:
         process.wait(timeout=30)
 
 
+def attribute_bytes(value: dict[str, Any]) -> int:
+    """DynamoDB's size of one attribute value as the wire gives it ({"S": ...}, {"N": ...}, ...): strings their UTF-8
+    bytes, numbers about one byte per two significant digits + 1 (DynamoDB's documented rule)."""
+    ((kind, raw),) = value.items()
+    if kind == "S":
+        return len(str(raw).encode())
+    if kind == "N":
+        digits = str(raw).lstrip("-").replace(".", "").strip("0") or "0"
+        return (len(digits) + 1) // 2 + 1
+    return len(json.dumps(raw).encode())  # not stored by this service; a rough figure
+
+
+def item_sizes(client: Any, table: str) -> dict[str, dict[str, float]]:
+    """Mean and largest DynamoDB item size (bytes: attribute names + values) of the table's items by record (the list,
+    the history), from a full Scan: what each write and the batch's Scan are billed on."""
+    sizes: dict[str, list[int]] = {}
+    request: dict[str, Any] = {"TableName": table}
+    while True:
+        page = client.scan(**request)
+        for item in page["Items"]:
+            size = sum(len(name.encode()) + attribute_bytes(value) for name, value in item.items())
+            sizes.setdefault(item["record"]["S"], []).append(size)
+        if "LastEvaluatedKey" not in page:
+            break
+        request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    return {record: {"mean": sum(s) / len(s), "max": max(s), "items": len(s)} for record, s in sizes.items()}
+
+
 def batch_end_to_end(model_dir: Path, histories: list[PurchaseHistory], now: float) -> dict[str, Any]:
     """customers/s of a whole batch run against moto's server, and of its parts (see the module's doc)."""
     from recsys.batch import BatchOptions
@@ -91,6 +120,7 @@ def batch_end_to_end(model_dir: Path, histories: list[PurchaseHistory], now: flo
         with ThreadPoolExecutor(max_workers=DEFAULT_WORKERS) as pool:
             list(pool.map(rewrite, planned))
         write_seconds = time.perf_counter() - started
+        sizes = item_sizes(store.client, settings.table_name)
 
     customers = len(histories)
     model_rate, write_rate = customers / model_seconds, customers / write_seconds
@@ -109,5 +139,6 @@ def batch_end_to_end(model_dir: Path, histories: list[PurchaseHistory], now: flo
         "model_ms_per_customer": 1000 * model_seconds / customers,
         "write_path_customers_per_second": write_rate,
         "write_path_ms_per_customer_per_worker": 1000 * write_seconds * DEFAULT_WORKERS / customers,
+        "item_bytes": sizes,
         "bottleneck": "write path (GetItem + conditional PutItem)" if write_rate < model_rate else "model",
     }

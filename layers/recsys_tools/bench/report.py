@@ -240,7 +240,9 @@ def _batch_rows(batch: dict[str, Any]) -> list[str]:
         f"({batch['model_customers_per_second_one_thread']:,.0f}/s, one thread); write path (GetItem + conditional "
         f"PutItem) {batch['write_path_customers_per_second']:,.0f} customers/s with {batch['workers']} workers "
         f"({batch['write_path_ms_per_customer_per_worker']:.2f} ms a customer per worker). Bottleneck: "
-        f"{batch['bottleneck']}."
+        f"{batch['bottleneck']}. Item sizes (DynamoDB bytes, mean / largest): "
+        + ", ".join(f"{r} {s['mean']:,.0f} / {s['max']:,}" for r, s in batch.get("item_bytes", {}).items())
+        + "."
     ]
 
 
