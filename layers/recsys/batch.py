@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from recsys.service import RecommendationService
     from recsys.settings import Settings
 
-STOP_MARGIN_SECONDS = 60  # the batch function stops a segment this long before its Lambda timeout
+STOP_MARGIN_SECONDS = 60  # the batch function stops a segment at least this long before its Lambda timeout
 SKIP_REASONS = ("current", "no_history")  # a list already of this model version; no history the model knows
 
 
@@ -176,7 +176,8 @@ BatchHandler = Callable[[dict[str, Any], "LambdaContext"], dict[str, Any]]
 
 def make_handler(service_factory: Callable[[Settings], RecommendationService] | None = None) -> BatchHandler:
     """The batch function's handler (functions/batch_generate): validates the settings and loads the model at init;
-    each invocation regenerates one segment and returns its accounting."""
+    each invocation regenerates one segment and returns its accounting. It stops before the Lambda timeout with room
+    for two DynamoDB calls at their worst (at least STOP_MARGIN_SECONDS) and then raises SegmentIncomplete."""
     from aws_lambda_powertools.metrics import MetricUnit
 
     from recsys.errors import ConfigurationError
@@ -191,6 +192,8 @@ def make_handler(service_factory: Callable[[Settings], RecommendationService] | 
         raise
     service = (service_factory or default_service)(settings)
     service.load_model()
+    # room for the customer in progress: its GetItem and PutItem each at their worst (every attempt timing out)
+    margin_ms = 1000 * max(STOP_MARGIN_SECONDS, 2 * settings.dynamodb_call_seconds())
 
     @logger.inject_lambda_context
     @traced
@@ -199,7 +202,7 @@ def make_handler(service_factory: Callable[[Settings], RecommendationService] | 
         request = SegmentEvent.model_validate(event)
 
         def should_stop() -> bool:
-            return context.get_remaining_time_in_millis() < STOP_MARGIN_SECONDS * 1000
+            return context.get_remaining_time_in_millis() < margin_ms
 
         done = regenerate_segment(
             service, request.segment, request.total_segments, request.options, should_stop=should_stop

@@ -299,7 +299,9 @@ def test_batch_state_machine_is_a_distributed_map_over_scan_segments_invoking_th
     assert task["Parameters"]["FunctionName"] == "${BatchFunction}"
     assert substitutions["BatchFunction"] == {"Ref": f"BatchGenerateFunctionAlias{ALIAS}"}
     retried = {error for rule in task["Retry"] for error in rule["ErrorEquals"]}
-    assert {"Lambda.ServiceException", "Lambda.TooManyRequestsException", "SegmentIncomplete"} <= retried
+    assert {"Lambda.ServiceException", "Lambda.TooManyRequestsException", "SegmentIncomplete", "UnavailableError"} <= (
+        retried
+    )
     # And the batch function has no route: only the state machine invokes it
     assert "Events" not in template["Resources"]["BatchGenerateFunction"]["Properties"]
 
