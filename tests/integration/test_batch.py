@@ -146,16 +146,31 @@ def test_a_customer_whose_write_keeps_losing_is_failed_and_listed(
     assert done.to_json()["failed_customers"] == [KNOWN_CUSTOMER]
 
 
+class LostRaces(DynamoDBStore):
+    """The DynamoDB store, counting the conditional list writes that lost a race."""
+
+    lost = 0
+
+    def put(self, stored: RecommendationList) -> RecommendationList:
+        try:
+            return super().put(stored)
+        except VersionConflict:
+            LostRaces.lost += 1
+            raise
+
+
 @pytest.fixture
 def served_dynamodb(
     model_dir: Any, histories: SliceHistories, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[RecommendationService]:
     """The service on moto's DynamoDB server (loopback; conditional writes atomic, as in DynamoDB), histories
-    seeded."""
+    seeded, lost races counted."""
     make_conditional_writes_atomic(monkeypatch)
+    monkeypatch.setattr(LostRaces, "lost", 0)
     env = {"TABLE_NAME": TABLE, "MODEL_DIR": str(model_dir), "WRITE_RETRIES": "20"}
     with moto_server(monkeypatch, env | {"POWERTOOLS_TRACE_DISABLED": "true"}):
-        service = default_service(load_settings())
+        settings = load_settings()
+        service = default_service(settings, LostRaces(settings))
         for history in histories.by_customer.values():
             service.store.put_history(history)
         yield service
@@ -164,20 +179,28 @@ def served_dynamodb(
 def test_32_concurrent_updates_during_a_batch_are_none_lost(
     served_dynamodb: RecommendationService, histories: SliceHistories
 ) -> None:
-    # Given the batch running over every customer (4 workers) on moto's server
+    # Given the batch running over every customer (4 workers) on moto's server, held after its first customer until
+    # the 32 updaters are released (so the rest of the batch runs while they do)
     service = served_dynamodb
     customers = sorted(histories.by_customer)[:8]
-    started = threading.Event()
+    started, going = threading.Event(), threading.Event()
+    released = threading.Barrier(UPDATERS, action=going.set)
+
+    def first_then_wait(_: str) -> None:
+        started.set()
+        going.wait()
+
+    results: list[Any] = []
     batch = threading.Thread(
         target=lambda: results.append(
-            run_batch(service, BatchOptions(k=K), segments=4, workers=4, on_customer=lambda _: started.set())
+            run_batch(service, BatchOptions(k=K), segments=4, workers=4, on_customer=first_then_wait)
         )
     )
-    results: list[Any] = []
 
-    # When 32 threads, once it has written its first customer, each add a manual product to one of 8 customers
+    # When 32 threads at once each add a manual product to one of 8 customers
     def update(i: int) -> bool:
         started.wait()
+        released.wait()
         try:
             service.update(customers[i % len(customers)], [ProductInput(product_id=f"CONC-{i:02d}", score=float(i))])
         except ConflictError:
@@ -189,7 +212,9 @@ def test_32_concurrent_updates_during_a_batch_are_none_lost(
         succeeded = [i for i, ok in enumerate(pool.map(update, range(UPDATERS))) if ok]
     batch.join()
     (done,) = results
+    print(f"\nbatch + updates: {len(succeeded)} of {UPDATERS} updates succeeded, {LostRaces.lost} lost races")
     # Then every successful update's product is in its customer's list, and the batch wrote or listed every customer
+    assert LostRaces.lost, "nobody raced"
     for i in succeeded:
         stored = service.store.get(customers[i % len(customers)])
         assert stored is not None
