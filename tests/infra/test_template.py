@@ -327,3 +327,28 @@ def test_batch_state_machine_may_invoke_the_batch_function_and_run_its_own_child
 
 def _listed(value: str | list[str]) -> list[str]:
     return [value] if isinstance(value, str) else value
+
+
+def test_a_completed_stack_update_starts_batch_generation_when_asked(
+    template: dict[str, Any], transformed: dict[str, Any]
+) -> None:
+    # Given BatchOnDeploy (off by default)
+    assert template["Parameters"]["BatchOnDeploy"]["Default"] == "false"
+    assert template["Conditions"]["StartBatchOnDeploy"] == {"Fn::Equals": [{"Ref": "BatchOnDeploy"}, "true"]}
+    resources = transformed["Resources"]
+    (rule,) = of_type(transformed, "AWS::Events::Rule").values()
+    assert rule["Condition"] == "StartBatchOnDeploy"
+    # Then this stack's completed update (after the functions' alias moved to the new image) starts the state machine
+    pattern = rule["Properties"]["EventPattern"]
+    assert pattern["resources"] == [{"Ref": "AWS::StackId"}]
+    assert pattern["detail"]["status-details"]["status"] == ["UPDATE_COMPLETE"]
+    (target,) = rule["Properties"]["Targets"]
+    assert target["Arn"] == {"Ref": "BatchGenerateStateMachine"}
+    # And the rule's role may start that state machine and do nothing else
+    role = resources[target["RoleArn"]["Fn::GetAtt"][0]]
+    assert role["Condition"] == "StartBatchOnDeploy"
+    ((statement,),) = [p["PolicyDocument"]["Statement"] for p in role["Properties"]["Policies"]]
+    assert (statement["Action"], statement["Resource"]) == (
+        ["states:StartExecution"],
+        {"Ref": "BatchGenerateStateMachine"},
+    )
