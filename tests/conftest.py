@@ -24,7 +24,7 @@ from recsys.settings import load_settings
 from recsys.store import DynamoDBStore
 from recsys_tools.bench.handlers import lambda_environment
 from recsys_tools.local_stack import create_table
-from recsys_tools.template import functions, load_template
+from recsys_tools.template import all_functions, load_template
 from tests.support.api import TABLE, Api, via_lambda, via_local_app
 from tests.support.data import SliceHistories, slice_histories, write_data_slice
 from tests.support.local_server import recsys_serve
@@ -130,7 +130,7 @@ def transformed(template: dict[str, Any]) -> dict[str, Any]:
     """template.yaml as SAM transforms it into the CloudFormation that is deployed (offline; `sam build` sets each
     image function's ImageUri)."""
     sam = copy.deepcopy(template)
-    for function in functions(sam).values():
+    for function in all_functions(sam).values():
         function.properties["ImageUri"] = "registry.invalid/recommendations:test"
     with pytest.MonkeyPatch.context() as env:
         env.setenv("AWS_DEFAULT_REGION", "us-east-1")  # SAM resolves AWS::Region from the boto3 session

@@ -10,7 +10,7 @@ import functools
 import random
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, Protocol, TypeVar
 
 from recsys import budget
 from recsys.domain import Purchase, PurchaseHistory, Recommendation, RecommendationList, Source, utc_now
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 Change = Callable[[RecommendationList], RecommendationList]
+Regenerated = Literal["written", "current", "no_history"]
 Versioned = TypeVar("Versioned", RecommendationList, PurchaseHistory)
 Result = TypeVar("Result")
 Params = ParamSpec("Params")
@@ -87,6 +88,13 @@ class RecommendationService:
         """Load the model now (at a function's init) rather than on the first request that needs it."""
         self._recommender()
 
+    def model(self) -> Recommender:
+        """The model generate and update use (loaded on first use)."""
+        return self._recommender()
+
+    def model_version(self) -> str:
+        return self.model().version
+
     @_budgeted
     def show(self, customer_id: str) -> RecommendationList:
         stored = self.store.get(customer_id)
@@ -100,20 +108,42 @@ class RecommendationService:
         the history holds nothing the model knows), without excluded products; stored and returned."""
         model = self._recommender()
         history = self.store.get_history(customer_id)
-        bought = history.products if history is not None else {}
-        country = history.country if history is not None else None
-        ranked = model.recommend(bought, country, time.time(), exclude_purchased=exclude_purchased)
-        source: Source = "model"
-        if ranked is None:
-            ranked, source = model.popular(), "popular"
-        leave_out = bought.keys() if exclude_purchased else frozenset()
-
-        def apply(stored: RecommendationList) -> RecommendationList:
-            chosen = ranked.top(k, frozenset(stored.excluded) | leave_out)
-            items = tuple(Recommendation(p, s, source, model.name(p)) for p, s in chosen)
-            return stored.evolve(items=items, model_version=model.version)
-
+        _, apply = generation(model, history, time.time(), k, exclude_purchased=exclude_purchased)
         return self._write_list(customer_id, apply, create=True)
+
+    def regenerate(
+        self,
+        history: PurchaseHistory,
+        k: int,
+        *,
+        popular_for_unknown: bool = False,
+        force: bool = False,
+        exclude_purchased: bool = False,
+    ) -> Regenerated:
+        """Batch generation for one customer whose ``history`` was just read: generate's list for it (the same
+        ``generation``), written with generate's conditional write and retries, keeping manual items and exclusions.
+
+        ``"no_history"`` (nothing written) when the history holds nothing the model knows, unless
+        ``popular_for_unknown``; ``"current"`` (nothing written) when the stored list already has this model's
+        version, unless ``force``; otherwise ``"written"``. ConflictError when the write kept losing races
+        (WRITE_RETRIES), UnavailableError when DynamoDB failed."""
+        model = self._recommender()
+        source, apply = generation(
+            model, history, time.time(), k, exclude_purchased=exclude_purchased, max_items=self.settings.max_items
+        )
+        if source == "popular" and not popular_for_unknown:
+            return "no_history"
+
+        def unless_current(stored: RecommendationList) -> RecommendationList:
+            if not force and stored.model_version == model.version:
+                raise _AlreadyCurrent
+            return apply(stored)
+
+        try:
+            self._write_list(history.customer_id, unless_current, create=True)
+        except _AlreadyCurrent:
+            return "current"
+        return "written"
 
     @_budgeted
     def update(self, customer_id: str, products: list[ProductInput]) -> RecommendationList:
@@ -245,6 +275,45 @@ class RecommendationService:
             "The customer's data changed concurrently too often; retry the request",
             {"attempts": self.settings.write_retries},
         )
+
+
+class _AlreadyCurrent(Exception):
+    """The stored list already has the model's version: batch generation leaves it as it is."""
+
+
+def generation(
+    model: Recommender,
+    history: PurchaseHistory | None,
+    now: float,
+    k: int,
+    *,
+    exclude_purchased: bool = False,
+    max_items: int | None = None,
+) -> tuple[Source, Change]:
+    """What generate makes of a customer's list: the model's top-k for their purchase history as of ``now`` (the most
+    popular products when it holds nothing the model knows: source ``"popular"``), without excluded products, as a
+    change to apply to the stored list (re-applied on every retry of the conditional write).
+
+    With ``max_items`` (batch generation) the list's manual items are kept beside the k generated ones, best first,
+    at most ``max_items`` in all (manual items first); without it (generate) the generated items replace the list's."""
+    bought = history.products if history is not None else {}
+    country = history.country if history is not None else None
+    ranked = model.recommend(bought, country, now, exclude_purchased=exclude_purchased)
+    source: Source = "model"
+    if ranked is None:
+        ranked, source = model.popular(), "popular"
+    leave_out = bought.keys() if exclude_purchased else frozenset()
+
+    def apply(stored: RecommendationList) -> RecommendationList:
+        manual = tuple(i for i in stored.items if i.source == "manual") if max_items is not None else ()
+        room = k if max_items is None else max(0, min(k, max_items - len(manual)))
+        chosen = ranked.top(room, frozenset(stored.excluded) | leave_out | {i.product_id for i in manual})
+        items = tuple(Recommendation(p, s, source, model.name(p)) for p, s in chosen)
+        if manual:
+            items = tuple(sorted((*manual, *items), key=lambda i: i.score, reverse=True))
+        return stored.evolve(items=items, model_version=model.version)
+
+    return source, apply
 
 
 def _no_list(customer_id: str) -> NotFoundError:

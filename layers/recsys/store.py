@@ -19,7 +19,7 @@ first (older items hold a string set, still read). The history's products are on
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -57,6 +57,7 @@ UNAVAILABLE_CODES = frozenset(
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
 LIST, HISTORY = "list", "history"  # the sort key ``record`` of a customer's two items
+HISTORY_ATTRIBUTES = ("customer_id", "products", "country", "updated_at", "version")  # what _history_from_item reads
 
 
 def _key(customer_id: str, record: str) -> dict[str, Any]:
@@ -219,6 +220,27 @@ class DynamoDBStore:
         """The customer's purchase history as last written (strongly consistent), or None."""
         raw = self._get(customer_id, HISTORY)
         return _history_from_item(raw) if raw is not None else None
+
+    def histories(self, segment: int = 0, total_segments: int = 1) -> Iterator[PurchaseHistory]:
+        """Every customer's purchase history in segment ``segment`` of a parallel Scan in ``total_segments``
+        (batch generation): the history items only (a filter on the sort key), their attributes only (a projection),
+        page by page. Eventually consistent: a purchase recorded in the last second may be missed."""
+        request: dict[str, Any] = {
+            "TableName": self.table_name,
+            "Segment": segment,
+            "TotalSegments": total_segments,
+            "FilterExpression": "#record = :history",
+            "ProjectionExpression": ", ".join(f"#{name}" for name in HISTORY_ATTRIBUTES),
+            "ExpressionAttributeNames": {f"#{name}": name for name in ("record", *HISTORY_ATTRIBUTES)},
+            "ExpressionAttributeValues": {":history": {"S": HISTORY}},
+        }
+        while True:
+            page = self._call("scan", **request)
+            for raw in page.get("Items", ()):
+                yield _history_from_item(raw)
+            if "LastEvaluatedKey" not in page:
+                return
+            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def put(self, stored: RecommendationList) -> RecommendationList:
         """Write ``stored`` as the next version if the stored version is still ``stored.version``.

@@ -1,4 +1,6 @@
-"""`recsys` command line: train | evaluate | import-history | serve | bench. Subcommands import heavy modules lazily."""
+"""`recsys` command line: train | evaluate | import-history | serve | batch | bench.
+
+Subcommands import heavy modules lazily."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ SUBCOMMANDS = {
     "evaluate": ("recsys_tools.training.evaluate_cli", "time-split evaluation of a model against baselines"),
     "import-history": ("recsys_tools.import_history", "seed the purchase histories in DynamoDB from a purchase CSV"),
     "serve": ("recsys_tools.serve", "run the API locally on an embedded DynamoDB"),
+    "batch": ("recsys_tools.batch", "regenerate every customer's list with a model (resumable)"),
     "bench": ("recsys_tools.bench", "run the benchmarks and write a results file"),
 }
 

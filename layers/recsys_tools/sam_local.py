@@ -1,6 +1,7 @@
 """`make sam-local`: the image built by `sam build`, and every function of template.yaml run by `sam local invoke` on
-its infra/events/ event against a local DynamoDB; each answer checked, each function's init time printed as the
-runtime interface emulator reports it. Everything it starts is stopped at the end, on failure too.
+its infra/events/ event against a local DynamoDB (the API's functions, then the batch function on one segment); each
+answer checked, each function's init time printed as the runtime interface emulator reports it. Everything it starts
+is stopped at the end, on failure too.
 
 - Container engine: Docker where one answers; else podman (installed with apt-get where missing), run by this module
   as a Docker-compatible service on a socket of its own, configured by infra/sam-local/containers.conf (runc, explicit
@@ -42,7 +43,7 @@ from typing import IO, Any
 
 from recsys.settings import REPO_ROOT, Settings
 from recsys_tools.local_stack import create_table
-from recsys_tools.template import environment, functions, load_template
+from recsys_tools.template import all_functions, batch_functions, environment, functions, load_template
 from recsys_tools.training.params import DEFAULT_DATA
 
 INFRA = REPO_ROOT / "infra" / "sam-local"
@@ -58,6 +59,8 @@ TABLE_TYPE = "AWS::DynamoDB::Table"
 REGION = "us-east-1"
 GATEWAY_CONTAINER = "recsys-sam-local-gateway"
 LIST_KEYS = frozenset({"customer_id", "items", "model_version", "updated_at", "version"})
+BATCH = "batch segment"  # the batch function's "route": the state machine invokes it with a segment, no HTTP
+ACCOUNTING_KEYS = frozenset({"seen", "written", "skipped", "failed", "failed_customers", "complete"})
 ITEM_KEYS = frozenset({"product_id", "score", "source"})
 # aws-lambda-rie --log-level debug (SAM_CLI_RIE_DEV=1): `INIT REPORT(initType: ..., durationMs: 812.34, status: ...)`
 INIT_REPORT = re.compile(r"INIT REPORT\((?:[^)]*?\s)?durationMs: (?P<ms>\d+(?:\.\d+)?)")
@@ -92,7 +95,7 @@ class Invocation:
     operation: str
     event: Path
     route: str
-    customer_id: str
+    customer_id: str | None  # None: the batch function (every customer of the table)
 
     @property
     def returns_list(self) -> bool:
@@ -101,15 +104,20 @@ class Invocation:
 
 
 def invocations(template: Mapping[str, Any], events_dir: Path = EVENTS) -> list[Invocation]:
-    """Every function of the template, in the template's order, with its event infra/events/<operation>.json."""
+    """Every function of the template, in the template's order, with its event infra/events/<operation>.json (the
+    batch function's regenerates the lists of the customers the others were invoked for)."""
     found: list[Invocation] = []
     missing: list[str] = []
-    for function in functions(dict(template)).values():
+    batch = batch_functions(dict(template))
+    for function in all_functions(dict(template)).values():
         path = events_dir / f"{function.operation}.json"
         if not path.is_file():
             missing.append(f"{function.logical_id} ({path})")
             continue
         event = json.loads(path.read_text(encoding="utf-8"))
+        if function.logical_id in batch:
+            found.append(Invocation(function.logical_id, function.operation, path, BATCH, None))
+            continue
         found.append(
             Invocation(
                 logical_id=function.logical_id,
@@ -148,7 +156,7 @@ def env_vars(template: Mapping[str, Any], endpoint: str) -> dict[str, dict[str, 
     SAM sets only the variables the template declares (for the function or in Globals) and drops the others without a
     word, so an undeclared endpoint variable is an error here rather than a 503 "store not reachable" later."""
     document: dict[str, dict[str, str]] = {}
-    for logical_id in functions(dict(template)):
+    for logical_id in all_functions(dict(template)):
         declared = environment(dict(template), logical_id, _table_names(template))
         if ENDPOINT_VARIABLE not in declared:
             raise Failure(
@@ -167,7 +175,7 @@ def _table_names(template: Mapping[str, Any]) -> dict[str, str]:
 def with_base_image(template: Mapping[str, Any], base_image: str) -> dict[str, Any]:
     """A copy of the template whose image functions build layers/Dockerfile with ``BASE_IMAGE=base_image``."""
     built = copy.deepcopy(dict(template))
-    for function in functions(built).values():
+    for function in all_functions(built).values():
         metadata = function.resource.setdefault("Metadata", {})
         metadata.setdefault("DockerBuildArgs", {})["BASE_IMAGE"] = base_image
     return built
@@ -194,6 +202,8 @@ def function_response(stdout: str) -> dict[str, Any]:
 def answer_problems(invocation: Invocation, response: Mapping[str, Any]) -> list[str]:
     """What is wrong with a function's answer: a 2xx, a JSON body for the event's customer and, on the list routes,
     the list's shape (README, API). Empty when it is right."""
+    if invocation.route == BATCH:
+        return _accounting_problems(response)
     problems: list[str] = []
     status = response.get("statusCode")
     if not isinstance(status, int) or not 200 <= status < 300:
@@ -225,8 +235,22 @@ def answer_problems(invocation: Invocation, response: Mapping[str, Any]) -> list
     return problems
 
 
+def _accounting_problems(response: Mapping[str, Any]) -> list[str]:
+    """The batch function's answer: its segment's accounting, every customer seen written or skipped, none failed."""
+    if missing := sorted(ACCOUNTING_KEYS - response.keys()):
+        return [f"not an accounting: no {', '.join(missing)} in {json.dumps(response)[:300]}"]
+    problems = [] if response["seen"] >= 1 else ["no customer seen"]
+    if response["failed"]:
+        problems.append(f"failed customers {response['failed_customers']}")
+    if response["complete"] is not True:
+        problems.append("segment not complete")
+    return problems
+
+
 def summary(invocation: Invocation, response: Mapping[str, Any]) -> str:
-    """A few words on a (right) answer: its status and how many items it holds."""
+    """A few words on a (right) answer: its status and how many items it holds (the batch: its accounting)."""
+    if invocation.route == BATCH:
+        return f"seen {response['seen']}, written {response['written']}, skipped {response['skipped']}"
     body = json.loads(response.get("body") or "{}")
     items = body.get("items") if isinstance(body, dict) else None
     return f"{response.get('statusCode')}" + (f", {len(items)} items" if isinstance(items, list) else "")
@@ -886,7 +910,9 @@ def _run(base_choice: str, rounds: int, started: float) -> tuple[list[Outcome], 
         size = engine.image_size(image)
         say(f"{elapsed()} built {image}: {size / 1e9:.2f} GB")
         gateway = stack.enter_context(bridge_gateway(engine, image))
-        endpoint = stack.enter_context(local_dynamodb(gateway, template, {i.customer_id for i in planned}))
+        endpoint = stack.enter_context(
+            local_dynamodb(gateway, template, {i.customer_id for i in planned if i.customer_id})
+        )
         env_file = CACHE / "env.json"
         env_file.write_text(json.dumps(env_vars(template, endpoint), indent=2), encoding="utf-8")
         outcomes: list[Outcome] = []

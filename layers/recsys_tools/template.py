@@ -75,13 +75,28 @@ class Function:
         return REPO_ROOT.joinpath(*self.module.split(".")).with_suffix(".py")
 
 
-def functions(template: dict[str, Any]) -> dict[str, Function]:
+def all_functions(template: dict[str, Any]) -> dict[str, Function]:
+    """Every function of the template: the API's and the batch function."""
     return {name: Function(name, r) for name, r in template["Resources"].items() if r["Type"] == FUNCTION}
+
+
+def _serves_http(function: Function) -> bool:
+    return any(event["Type"] == "HttpApi" for event in function.properties.get("Events", {}).values())
+
+
+def functions(template: dict[str, Any]) -> dict[str, Function]:
+    """The API's functions: one per operation of recsys.operations, each behind an HttpApi route."""
+    return {name: f for name, f in all_functions(template).items() if _serves_http(f)}
+
+
+def batch_functions(template: dict[str, Any]) -> dict[str, Function]:
+    """The functions no route invokes (batch generation, which the state machine invokes)."""
+    return {name: f for name, f in all_functions(template).items() if not _serves_http(f)}
 
 
 def function_for(template: dict[str, Any], operation: str) -> Function:
     """The function whose handler is functions.<operation>.app.handler."""
-    (function,) = (f for f in functions(template).values() if f.operation == operation)
+    (function,) = (f for f in all_functions(template).values() if f.operation == operation)
     return function
 
 
@@ -117,7 +132,7 @@ def table_named_by(template: dict[str, Any], variable: str) -> str:
     """The logical id of the table the environment variable ``variable`` names (``!Ref``), in Globals or in any
     function."""
     environments = [template.get("Globals", {}).get("Function", {})] + [
-        f.properties for f in functions(template).values()
+        f.properties for f in all_functions(template).values()
     ]
     refs = {
         value["Ref"]

@@ -1,5 +1,6 @@
 """The events in infra/events, one per function: tests.events' HTTP API (payload 2.0) event, made what API Gateway
-delivers for an IAM-signed request (awscurl) with fixed ids, so the files are reproducible.
+delivers for an IAM-signed request (awscurl) with fixed ids, so the files are reproducible; for the batch function,
+the segment event its state machine sends.
 
 They serve `sam local invoke <Function> -e infra/events/<op>.json`, the Lambda console and the template-driven invoke
 test. Regenerate after editing: `python -m tests.infra.events` (test_events.py fails when the files drift). The ids
@@ -85,9 +86,14 @@ def signed_request_event(name: str) -> dict[str, Any]:
     return event
 
 
+# the batch function's event: what the state machine's Distributed Map passes it (recsys.batch.SegmentEvent); one
+# segment of one is the whole table
+BATCH_EVENT: dict[str, Any] = {"segment": 0, "total_segments": 1, "k": 10, "popular_for_unknown": False, "force": False}
+
+
 def events() -> dict[str, dict[str, Any]]:
-    """operation name -> its event, for every operation of the registry."""
-    return {op.name: signed_request_event(op.name) for op in OPERATIONS}
+    """function folder -> its event: every operation of the registry, and the batch function."""
+    return {op.name: signed_request_event(op.name) for op in OPERATIONS} | {"batch_generate": BATCH_EVENT}
 
 
 def render(event: dict[str, Any]) -> str:

@@ -16,6 +16,7 @@ import pytest
 from recsys.settings import REPO_ROOT
 from recsys_tools import sam_local
 from recsys_tools.sam_local import (
+    BATCH,
     ENDPOINT_VARIABLE,
     Failure,
     Invocation,
@@ -27,7 +28,7 @@ from recsys_tools.sam_local import (
     table_variables,
     with_base_image,
 )
-from recsys_tools.template import environment, functions, load_template
+from recsys_tools.template import all_functions, batch_functions, environment, functions, load_template
 
 ENDPOINT = "http://10.88.0.1:40171"
 
@@ -64,9 +65,13 @@ def invocation(route: str = "GET /customers/{customer_id}/recommendations") -> I
 
 def test_every_function_of_the_template_is_invoked_on_its_event_in_template_order(template: dict[str, Any]) -> None:
     planned = invocations(template)
-    assert [i.logical_id for i in planned] == list(functions(template))
+    assert [i.logical_id for i in planned] == list(all_functions(template))
     for step in planned:
         assert step.event == REPO_ROOT / "infra" / "events" / f"{step.operation}.json"
+        if step.logical_id in batch_functions(template):  # after the API's: it regenerates their customers' lists
+            assert (step.route, step.customer_id) == (BATCH, None)
+            assert step is planned[-1]
+            continue
         function = functions(template)[step.logical_id]
         (api_event,) = [e["Properties"] for e in function.properties["Events"].values() if e["Type"] == "HttpApi"]
         assert step.route == f"{api_event['Method']} {api_event['Path']}"  # the event is one the API would send
@@ -85,7 +90,7 @@ def test_env_vars_point_every_function_at_the_local_dynamodb_with_declared_varia
     template: dict[str, Any],
 ) -> None:
     document = env_vars(template, ENDPOINT)
-    assert document.keys() == functions(template).keys()
+    assert document.keys() == all_functions(template).keys()
     tables = {name for name, r in template["Resources"].items() if r["Type"] == "AWS::DynamoDB::Table"}
     for logical_id, variables in document.items():
         assert variables[ENDPOINT_VARIABLE] == ENDPOINT
@@ -97,7 +102,7 @@ def test_env_vars_point_every_function_at_the_local_dynamodb_with_declared_varia
 def test_an_undeclared_endpoint_variable_fails_before_anything_is_built(template: dict[str, Any]) -> None:
     stripped = copy.deepcopy(template)
     stripped["Globals"]["Function"]["Environment"]["Variables"].pop(ENDPOINT_VARIABLE)
-    for function in functions(stripped).values():
+    for function in all_functions(stripped).values():
         function.properties.get("Environment", {}).get("Variables", {}).pop(ENDPOINT_VARIABLE, None)
     with pytest.raises(Failure, match=f"declares no {ENDPOINT_VARIABLE}"):
         env_vars(stripped, ENDPOINT)
@@ -128,7 +133,8 @@ def test_template_copy_passes_the_base_image_to_every_function_and_leaves_the_te
     original = copy.deepcopy(template)
     built = with_base_image(template, "localhost/stand-in:3.12")
     assert template == original
-    for logical_id, function in functions(built).items():
+    assert all_functions(built).keys() == all_functions(template).keys()
+    for logical_id, function in all_functions(built).items():
         metadata = function.resource["Metadata"]
         assert metadata["DockerBuildArgs"] == {"BASE_IMAGE": "localhost/stand-in:3.12"}
         assert {k: v for k, v in metadata.items() if k != "DockerBuildArgs"} == original["Resources"][logical_id][
@@ -197,3 +203,14 @@ def test_the_stand_in_keeps_the_lambda_base_images_contract() -> None:
     entrypoint = (sam_local.STANDIN / "lambda-entrypoint.sh").read_text(encoding="utf-8")
     assert "aws-lambda-rie /var/lang/bin/python3.12 -m awslambdaric" in entrypoint
     assert 'if [ -z "${AWS_LAMBDA_RUNTIME_API}" ]' in entrypoint
+
+
+def test_the_batch_function_answers_its_segments_accounting_with_no_customer_failed() -> None:
+    batch = Invocation("BatchGenerateFunction", "batch_generate", Path("e.json"), BATCH, None)
+    done = {"seen": 1, "written": 1, "skipped": 0, "failed": 0, "failed_customers": [], "complete": True}
+    assert answer_problems(batch, done) == []
+    assert answer_problems(batch, done | {"failed": 1, "failed_customers": ["17850"]}) == ["failed customers ['17850']"]
+    assert answer_problems(batch, done | {"seen": 0, "written": 0}) == ["no customer seen"]
+    assert answer_problems(batch, {"errorMessage": "boom", "errorType": "SegmentIncomplete"})[0].startswith(
+        "not an accounting"
+    )

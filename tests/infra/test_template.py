@@ -10,7 +10,7 @@ from typing import Any
 from cfnlint.api import ManualArgs, lint_file  # type: ignore[import-untyped]
 
 from recsys.settings import REPO_ROOT
-from recsys_tools.template import TEMPLATE, functions
+from recsys_tools.template import TEMPLATE, all_functions, functions
 from tests.infra.events import EVENTS_DIR
 
 TABLE = "RecommendationsTable"
@@ -24,6 +24,7 @@ ACTIONS = {  # the exact DynamoDB actions each function may call, per table
     "UpdateRecommendationsFunction": WRITE,
     "DeleteRecommendationsFunction": WRITE,
     "RecordPurchasesFunction": WRITE | ORDERS,
+    "BatchGenerateFunction": {TABLE: {"dynamodb:Scan", "dynamodb:GetItem", "dynamodb:PutItem"}},
 }
 ROUTES = {
     "CustomerRecommendationsFunction": "post",
@@ -51,21 +52,21 @@ def test_cfn_lint_finds_nothing_including_informational_checks() -> None:
     assert [str(match) for match in matches] == []
 
 
-def test_sam_transforms_the_five_image_functions(transformed: dict[str, Any]) -> None:
+def test_sam_transforms_the_six_image_functions(transformed: dict[str, Any]) -> None:
     lambdas = of_type(transformed, "AWS::Lambda::Function")
     assert set(lambdas) == set(ACTIONS)
     assert {f["Properties"]["PackageType"] for f in lambdas.values()} == {"Image"}
 
 
 def test_each_command_names_a_handler_module_and_has_an_event(template: dict[str, Any]) -> None:
-    for function in functions(template).values():  # .operation raises unless functions.<op>.app.handler
+    for function in all_functions(template).values():  # .operation raises unless functions.<op>.app.handler
         assert function.source == REPO_ROOT / "functions" / function.operation / "app.py"
         assert function.source.is_file(), function.source
         assert (EVENTS_DIR / f"{function.operation}.json").is_file()
 
 
 def test_functions_share_one_image_definition(template: dict[str, Any]) -> None:
-    metadata = [function.resource["Metadata"] for function in functions(template).values()]
+    metadata = [function.resource["Metadata"] for function in all_functions(template).values()]
     assert all(m == metadata[0] for m in metadata)
     assert metadata[0]["DockerContext"] == "."
     assert (REPO_ROOT / metadata[0]["Dockerfile"]).is_file()
@@ -77,13 +78,14 @@ def test_model_functions_get_more_memory_and_time(transformed: dict[str, Any]) -
     assert sizes["CustomerRecommendationsFunction"] == sizes["UpdateRecommendationsFunction"] == (2048, 20)
     assert sizes["ShowRecommendationsFunction"] == sizes["DeleteRecommendationsFunction"] == (512, 10)
     assert sizes["RecordPurchasesFunction"] == (512, 10)  # no model: it only writes the history
+    assert sizes["BatchGenerateFunction"] == (2048, 900)  # the model; a segment per invocation, Lambda's longest
 
 
 def test_every_function_times_out_before_the_http_api_gives_up_even_on_a_cold_start(
     transformed: dict[str, Any],
 ) -> None:
-    for name, function in of_type(transformed, "AWS::Lambda::Function").items():
-        assert function["Properties"]["Timeout"] + INIT_LIMIT <= HTTP_API_TIMEOUT, name
+    for name in ROUTES:
+        assert transformed["Resources"][name]["Properties"]["Timeout"] + INIT_LIMIT <= HTTP_API_TIMEOUT, name
 
 
 def test_every_route_requires_the_authoriser_iam_by_default_jwt_on_request(
@@ -267,3 +269,86 @@ def test_samconfig_deploys_with_iam_capability_and_managed_image_repositories() 
     assert deploy["capabilities"] == "CAPABILITY_IAM"
     assert deploy["resolve_image_repos"] is True
     assert deploy["confirm_changeset"] is True
+
+
+def test_batch_state_machine_is_a_distributed_map_over_scan_segments_invoking_the_batch_function(
+    template: dict[str, Any], transformed: dict[str, Any]
+) -> None:
+    # Given the state machine as deployed
+    (machine,) = of_type(transformed, "AWS::StepFunctions::StateMachine").values()
+    properties = machine["Properties"]
+    separator, lines = properties["DefinitionString"]["Fn::Join"]  # SAM writes the definition as JSON lines
+    definition = json.loads(separator.join(lines))
+    substitutions = properties["DefinitionSubstitutions"]
+    # Then the segments are an array range from the (defaulted) total_segments, each a child execution
+    states = definition["States"]
+    assert states["Segments"]["Parameters"]["segments.$"].startswith("States.ArrayRange(0, ")
+    regenerate = states["Regenerate"]
+    assert regenerate["ItemProcessor"]["ProcessorConfig"] == {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"}
+    assert regenerate["ItemSelector"]["segment.$"] == "$$.Map.Item.Value"
+    assert regenerate["MaxConcurrencyPath"] == "$.options.max_concurrency"
+    assert regenerate["ToleratedFailurePercentagePath"] == "$.options.tolerated_failure_percentage"
+    defaults = states["Defaults"]["Parameters"]
+    assert substitutions["MaxConcurrency"] == {"Ref": "BatchMaxConcurrency"}
+    assert "${MaxConcurrency}" in defaults["max_concurrency.$"]
+    assert substitutions["ToleratedFailurePercentage"] == {"Ref": "BatchToleratedFailurePercentage"}
+    assert "${ToleratedFailurePercentage}" in defaults["tolerated_failure_percentage.$"]
+    # And each segment invokes the batch function's live alias, retrying Lambda's service errors
+    task = regenerate["ItemProcessor"]["States"]["Segment"]
+    assert task["Resource"] == "arn:aws:states:::lambda:invoke"
+    assert task["Parameters"]["FunctionName"] == "${BatchFunction}"
+    assert substitutions["BatchFunction"] == {"Ref": f"BatchGenerateFunctionAlias{ALIAS}"}
+    retried = {error for rule in task["Retry"] for error in rule["ErrorEquals"]}
+    assert {"Lambda.ServiceException", "Lambda.TooManyRequestsException", "SegmentIncomplete", "UnavailableError"} <= (
+        retried
+    )
+    # And the batch function has no route: only the state machine invokes it
+    assert "Events" not in template["Resources"]["BatchGenerateFunction"]["Properties"]
+
+
+def test_batch_state_machine_may_invoke_the_batch_function_and_run_its_own_children_only(
+    transformed: dict[str, Any],
+) -> None:
+    resources = transformed["Resources"]
+    (machine,) = of_type(transformed, "AWS::StepFunctions::StateMachine").values()
+    role = resources[machine["Properties"]["RoleArn"]["Fn::GetAtt"][0]]["Properties"]
+    statements = [s for policy in role["Policies"] for s in policy["PolicyDocument"]["Statement"]]
+    actions = {action: statement["Resource"] for statement in statements for action in _listed(statement["Action"])}
+    assert set(actions) == {
+        "lambda:InvokeFunction",
+        "states:StartExecution",
+        "states:DescribeExecution",
+        "states:StopExecution",
+    }
+    assert "BatchGenerateFunction" in json.dumps(actions["lambda:InvokeFunction"])
+    assert actions["states:StartExecution"]["Fn::Sub"].endswith(":stateMachine:${AWS::StackName}-batch-generate")
+    assert actions["states:StopExecution"]["Fn::Sub"].endswith(":execution:${AWS::StackName}-batch-generate/*")
+
+
+def _listed(value: str | list[str]) -> list[str]:
+    return [value] if isinstance(value, str) else value
+
+
+def test_a_completed_stack_update_starts_batch_generation_when_asked(
+    template: dict[str, Any], transformed: dict[str, Any]
+) -> None:
+    # Given BatchOnDeploy (off by default)
+    assert template["Parameters"]["BatchOnDeploy"]["Default"] == "false"
+    assert template["Conditions"]["StartBatchOnDeploy"] == {"Fn::Equals": [{"Ref": "BatchOnDeploy"}, "true"]}
+    resources = transformed["Resources"]
+    (rule,) = of_type(transformed, "AWS::Events::Rule").values()
+    assert rule["Condition"] == "StartBatchOnDeploy"
+    # Then this stack's completed update (after the functions' alias moved to the new image) starts the state machine
+    pattern = rule["Properties"]["EventPattern"]
+    assert pattern["resources"] == [{"Ref": "AWS::StackId"}]
+    assert pattern["detail"]["status-details"]["status"] == ["UPDATE_COMPLETE"]
+    (target,) = rule["Properties"]["Targets"]
+    assert target["Arn"] == {"Ref": "BatchGenerateStateMachine"}
+    # And the rule's role may start that state machine and do nothing else
+    role = resources[target["RoleArn"]["Fn::GetAtt"][0]]
+    assert role["Condition"] == "StartBatchOnDeploy"
+    ((statement,),) = [p["PolicyDocument"]["Statement"] for p in role["Properties"]["Policies"]]
+    assert (statement["Action"], statement["Resource"]) == (
+        ["states:StartExecution"],
+        {"Ref": "BatchGenerateStateMachine"},
+    )

@@ -22,7 +22,6 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-from moto.server import ThreadedMotoServer
 
 from recsys.api import create_app
 from recsys.domain import PurchaseHistory, Recommendation, RecommendationList
@@ -31,10 +30,9 @@ from recsys.schemas import ProductInput
 from recsys.service import RecommendationService, default_service
 from recsys.settings import load_settings
 from recsys.store import DynamoDBStore
-from recsys_tools.local_stack import create_table
+from recsys_tools.local_stack import free_port
 from tests.support.api import TABLE
-from tests.support.local_server import free_port
-from tests.support.moto_dynamodb import make_conditional_writes_atomic
+from tests.support.moto_dynamodb import make_conditional_writes_atomic, moto_server
 
 WRITERS = 32
 SERVERS = 4  # local app instances, each serving one request at a time like a Lambda container
@@ -191,22 +189,13 @@ def http_servers(
 ) -> Iterator[tuple[list[str], Contended]]:
     """SERVERS local apps (uvicorn, each in a thread) on moto's DynamoDB server (in this process), all on loopback.
     An app serves one request at a time (recsys.api), like a Lambda container: concurrency comes from several."""
-    port = free_port()
-    dynamodb = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    dynamodb.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "local",
-        "AWS_SECRET_ACCESS_KEY": "local",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "DYNAMODB_ENDPOINT_URL": endpoint,
-        "TABLE_NAME": TABLE,
-        "MODEL_DIR": str(model_dir),
-        "WRITE_RETRIES": str(WRITE_RETRIES),
-        "POWERTOOLS_TRACE_DISABLED": "true",
-    }.items():
-        monkeypatch.setenv(name, value)
-    create_table(load_settings())
+    env = {"TABLE_NAME": TABLE, "MODEL_DIR": str(model_dir), "WRITE_RETRIES": str(WRITE_RETRIES)}
+    with moto_server(monkeypatch, env | {"POWERTOOLS_TRACE_DISABLED": "true"}):
+        yield from _servers()
+
+
+def _servers() -> Iterator[tuple[list[str], Contended]]:
+    """SERVERS local apps on the DynamoDB the environment names, until the test is done."""
     shared = contended()  # one store counts every app's lost races (each app still serves one request at a time)
     servers = [
         uvicorn.Server(
@@ -235,7 +224,6 @@ def http_servers(
             server.should_exit = True
         for thread in threads:
             thread.join(timeout=30)
-        dynamodb.stop()
 
 
 def test_32_concurrent_writers_over_http_lose_no_update(http_servers: tuple[list[str], Contended]) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -13,14 +12,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from recsys_tools.local_stack import free_port
+
 STARTUP_SECONDS = 180
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def request(method: str, url: str, body: Any = None) -> tuple[int, Any]:

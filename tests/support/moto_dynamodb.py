@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import functools
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
 from moto.dynamodb.exceptions import ERROR_TYPE_PREFIX, DynamodbException
 from moto.dynamodb.models.table import Table
+from moto.server import ThreadedMotoServer
 
 
 def make_conditional_writes_atomic(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -32,3 +35,24 @@ def throttled(*_: Any, **__: Any) -> None:
     """A stand-in for a moto backend method (e.g. ``DynamoDBBackend.get_item``): DynamoDB throttling the request.
     Injected in the backend: a botocore hook that answered in moto's place would not stop moto applying a write."""
     raise DynamodbException(f"{ERROR_TYPE_PREFIX}ProvisionedThroughputExceededException", "Throughput exceeded")
+
+
+@contextmanager
+def moto_server(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> Iterator[str]:
+    """moto's DynamoDB server on a free loopback port (threads of this process), the environment pointing the service
+    at it (``env`` added), the template's tables created; yields the endpoint URL."""
+    from recsys.settings import load_settings
+    from recsys_tools.local_stack import create_table, free_port
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    local = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": "us-east-1"}
+    for name, value in (local | {"DYNAMODB_ENDPOINT_URL": endpoint} | env).items():
+        monkeypatch.setenv(name, value)
+    try:
+        create_table(load_settings())
+        yield endpoint
+    finally:
+        server.stop()

@@ -14,7 +14,18 @@ from recsys_tools.cli import main
 pytest.importorskip("scann")
 pytest.importorskip("moto")
 
-SECTIONS = ("machine", "versions", "model", "footprint", "cold_start", "retrieval", "wrapper", "batch", "handlers")
+SECTIONS = (
+    "machine",
+    "versions",
+    "model",
+    "footprint",
+    "cold_start",
+    "retrieval",
+    "wrapper",
+    "batch",
+    "batch_store",
+    "handlers",
+)
 OPERATIONS = (
     "customer_recommendations",
     "show_recommendations",
@@ -62,6 +73,10 @@ def test_every_section_is_written(results: tuple[dict[str, Any], str]) -> None:
             assert catalogue["served_vs_best_peer"] > 0
     assert {"recommend", "score", "score_signature"} <= data["wrapper"].keys()
     assert {"batched", "single"} <= data["batch"].keys()
+    batch = data["batch_store"]  # --quick: the first 300 retail customers, every one written, none failed
+    assert (batch["customers"], batch["accounting"]["written"], batch["accounting"]["failed"]) == (300, 300, 0)
+    assert batch["bottleneck"] in {"model", "write path (GetItem + conditional PutItem)"}
+    assert set(batch["item_bytes"]) == {"list", "history"}
     for store in ("dynamodb_moto", "dynamodb_replayed", "in_memory_store"):
         assert set(data["handlers"][store]) == set(OPERATIONS)
     cold = data["cold_start"]  # --quick: one function with the model, one without, and the reference import

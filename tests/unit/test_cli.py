@@ -17,6 +17,7 @@ OWN_FLAG = {  # one per command
     "evaluate": "--variants",
     "import-history": "--replace",
     "serve": "--port",
+    "batch": "--popular-for-unknown",
     "bench": "--quick",
 }
 

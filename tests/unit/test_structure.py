@@ -34,7 +34,7 @@ def run_python(code: str, env: dict[str, str]) -> subprocess.CompletedProcess[st
     )
 
 
-@pytest.mark.parametrize("operation", [op.name for op in OPERATIONS])
+@pytest.mark.parametrize("operation", [*(op.name for op in OPERATIONS), "batch_generate"])
 def test_a_handler_imports_no_tooling_module(model_dir: Path, operation: str) -> None:
     # Given the function's template environment
     env = lambda_env(model_dir, operation)

@@ -23,7 +23,7 @@ from recsys.settings import REPO_ROOT, Settings
 
 DEFAULT_OUT = REPO_ROOT / "infra" / "bench"
 DEFAULT_EMBEDDING_DIM = 64
-SECTIONS = ("footprint", "cold_start", "retrieval", "wrapper", "batch", "handlers", "synthetic")
+SECTIONS = ("footprint", "cold_start", "retrieval", "wrapper", "batch", "batch_store", "handlers", "synthetic")
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,7 @@ class Sizes:
     cold_repeat: int
     batch_repeat: int
     single_customers: int  # customers in the one-per-call generation loop
+    batch_store_customers: int | None  # customers in the end-to-end batch run against moto's server (None: all)
     cold_operations: tuple[str, ...] | None = None  # functions whose cold start is measured (None: all)
 
 
@@ -52,6 +53,7 @@ FULL = Sizes(
     cold_repeat=9,
     batch_repeat=5,
     single_customers=1000,
+    batch_store_customers=None,
 )
 QUICK = Sizes(
     repeat=50,
@@ -64,6 +66,7 @@ QUICK = Sizes(
     cold_repeat=1,
     batch_repeat=1,
     single_customers=50,
+    batch_store_customers=300,
     cold_operations=("customer_recommendations", "show_recommendations"),  # one with the model, one without
 )
 
@@ -74,6 +77,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="small catalogues, few repetitions (a smoke test)")
     parser.add_argument("--skip-1m", action="store_true", help="leave out the largest synthetic catalogue")
     parser.add_argument("--only", choices=SECTIONS, action="append", help="run only this section (repeatable)")
+    parser.add_argument(
+        "--batch-customers", type=int, help="batch_store: the first N retail customers only (default: all; --quick 300)"
+    )
 
 
 def _label(products: int) -> str:
@@ -85,6 +91,7 @@ def _command(args: argparse.Namespace) -> str:
     words = ["recsys", "bench", *(["--quick"] if args.quick else []), *(["--skip-1m"] if args.skip_1m else [])]
     words += [word for section in args.only or () for word in ("--only", section)]
     words += ["--model-dir", str(args.model_dir)] if args.model_dir else []
+    words += ["--batch-customers", str(args.batch_customers)] if args.batch_customers else []
     words += ["--out", str(args.out)] if args.out != DEFAULT_OUT else []
     return shlex.join(words)
 
@@ -139,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
         results["cold_start"] = cold_starts(
             model_dir, repeat=sizes.cold_repeat, operations=sizes.cold_operations, concurrent=args.quick
         )
-    if wanted & {"retrieval", "wrapper", "batch"}:
+    if wanted & {"retrieval", "wrapper", "batch", "batch_store"}:
         from recsys_tools.bench import retrieval
 
         _log("customers' histories from the shipped data")
@@ -158,6 +165,12 @@ def run(args: argparse.Namespace) -> int:
             results["batch"] = retrieval.batch_generation(
                 model_dir, workload, repeat=sizes.batch_repeat, single_customers=sizes.single_customers
             )
+        if "batch_store" in wanted:
+            from recsys_tools.bench.batch_store import batch_end_to_end
+
+            customers = args.batch_customers or sizes.batch_store_customers
+            _log(f"batch generation end to end against moto's server ({customers or 'all'} customers)")
+            results["batch_store"] = batch_end_to_end(model_dir, workload.histories[:customers], workload.now)
     if "handlers" in wanted:
         from recsys_tools.bench.handlers import warm_handlers
 

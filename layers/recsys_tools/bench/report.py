@@ -39,6 +39,10 @@ METHOD = [
     "seconds are given too: wall time on a shared machine includes waiting for a core.",
     "- Batch generation: every customer of the model, top 20: through the `recommend` signature in batches of 256, "
     "and one customer per call as served (`Recommender.candidates`).",
+    "- Batch generation end to end (`batch_store`): `recsys batch`'s run (default segments and workers, threads "
+    "sharing one model) over the retail histories in moto's DynamoDB server started in a child process on loopback; "
+    "its parts timed apart: generate's `generation` per customer (one thread), the store's GetItem + conditional "
+    "PutItem per customer (same workers), and the scan.",
 ]
 
 
@@ -118,6 +122,15 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             warm = _get(results, "handlers", store, operation, "median")
             name = f"warm {OPERATIONS_SHORT[operation]} end to end p50{how}"
             check(name, f"<= {limit:g} ms", warm, partial(_at_most, limit))
+    batch = results.get("batch_store")
+    everyone = batch is not None and batch["customers"] == _get(results, "model", "customers")
+    check(
+        "batch generation end to end, every retail customer, against moto's server, default workers",
+        "<= 60 s, the write path the bottleneck",
+        (batch["end_to_end_seconds"], batch["bottleneck"]) if batch and everyone else None,
+        lambda v: v[0] <= 60 and v[1].startswith("write path"),
+        f"{batch['end_to_end_seconds']:.1f} s, bottleneck: {batch['bottleneck']}" if batch and everyone else None,
+    )
     for target in targets:
         if isinstance(target["measured"], float):
             target["measured"] = round(target["measured"], 4)
@@ -217,6 +230,22 @@ def _cold_rows(results: dict[str, Any]) -> list[str]:
     return rows
 
 
+def _batch_rows(batch: dict[str, Any]) -> list[str]:
+    done = batch["accounting"]
+    return [
+        f"{batch['customers']:,} customers, top {batch['k']}, {batch['segments']} segments, {batch['workers']} "
+        f"workers: {batch['end_to_end_seconds']:.1f} s, {batch['end_to_end_customers_per_second']:,.0f} customers/s "
+        f"({done['written']:,} written, {done['skipped']:,} skipped, {done['failed']:,} failed); scan alone "
+        f"{batch['scan_seconds']:.2f} s; model part {batch['model_ms_per_customer']:.3f} ms a customer "
+        f"({batch['model_customers_per_second_one_thread']:,.0f}/s, one thread); write path (GetItem + conditional "
+        f"PutItem) {batch['write_path_customers_per_second']:,.0f} customers/s with {batch['workers']} workers "
+        f"({batch['write_path_ms_per_customer_per_worker']:.2f} ms a customer per worker). Bottleneck: "
+        f"{batch['bottleneck']}. Item sizes (DynamoDB bytes, mean / largest): "
+        + ", ".join(f"{r} {s['mean']:,.0f} / {s['max']:,}" for r, s in batch.get("item_bytes", {}).items())
+        + "."
+    ]
+
+
 def markdown(results: dict[str, Any]) -> str:
     m, v = results["machine"], results["versions"]
     footprint = results.get("footprint")
@@ -242,6 +271,8 @@ def markdown(results: dict[str, Any]) -> str:
     lines += _retrieval_rows(results)
     lines += ["", "## All figures", "", *_figure_rows(results)]
     lines += ["", "## Cold start phases (medians, seconds)", "", *_cold_rows(results)]
+    if batch := results.get("batch_store"):
+        lines += ["", "## Batch generation end to end (`recsys batch` against moto's server)", "", *_batch_rows(batch)]
     lines += ["", "## Method", "", *METHOD]
     if footprint:
         largest = ", ".join(f"{d['name']} {d['mb']}" for d in footprint["largest"])

@@ -1,0 +1,3 @@
+from recsys.batch import make_handler
+
+handler = make_handler()
