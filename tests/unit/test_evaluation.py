@@ -221,3 +221,28 @@ def test_no_ease_rows_for_catalogues_too_large_to_invert(split: Split, monkeypat
     assert "no EASE baselines" in choices.validation["note"]
     scores = ev.baseline_scores(ev.eval_data(split), choices)
     assert set(scores) == {ev.POPULARITY, ev.BUY_AGAIN, ev.DECAYED, "iALS (implicit, 64 factors)"}
+
+
+def test_a_served_model_below_popularity_or_the_best_baseline_is_flagged() -> None:
+    from recsys_tools.training.evaluate import PER_CUSTOMER, POPULARITY, Evaluation, quality_warnings
+
+    def row(recall: list[float], baseline: str, z: float) -> dict[str, Any]:
+        difference = {"mean": -0.1, "se": 0.01, "z": z}
+        return {
+            PER_CUSTOMER: {"recall": recall},
+            "vs_best_baseline": {"baseline": baseline, "recall@20": difference},
+        }
+
+    good = [0.5, 0.4, 0.6]
+    results = {
+        POPULARITY: {"all": row(good, POPULARITY, 0.0), "new": row([0.2, 0.3, 0.1], POPULARITY, 0.0)},
+        "m, served (x)": {"all": row(good, POPULARITY, -1.0), "new": row([0.1, 0.2, 0.0], POPULARITY, -3.0)},
+        "m: retrieval stage alone": {"all": row(good, POPULARITY, -9.0), "new": row([0.0] * 3, POPULARITY, -9.0)},
+    }
+    evaluation = Evaluation(results=results, baselines=[POPULARITY], choices={}, cutoff="2011-11-01")
+    warnings = quality_warnings(evaluation)
+    # only the served row counts; it loses to popularity on new and is 3 SEs below the best baseline there
+    assert len(warnings) == 2
+    assert all(w.startswith("m, served (x)") for w in warnings)
+    assert "loses to popularity on new products" in warnings[0]
+    assert "on new" in warnings[1]

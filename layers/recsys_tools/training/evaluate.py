@@ -431,6 +431,7 @@ class Evaluation:
     cutoff: str  # the split's cut-off (the split date, or the fallback when it lies outside the data)
     training: dict[str, list[dict[str, float]]] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
 
 def best_baselines(evaluation: Evaluation) -> dict[str, str]:
@@ -452,6 +453,26 @@ def add_paired_differences(evaluation: Evaluation) -> None:
                 "baseline": best[view],
                 **{m: paired_difference(metrics[PER_CUSTOMER][m], baseline[m]) for m in baseline},
             }
+
+
+def quality_warnings(evaluation: Evaluation) -> list[str]:
+    """What a user must know before shipping: a served model row below popularity on "new", or below the best
+    baseline of a view by more than two paired standard errors (logged, in the report and in the manifest)."""
+    key = f"recall@{REPORT_K}"
+    warnings = []
+    for name, by_view in evaluation.results.items():
+        if name in evaluation.baselines or ", served" not in name:
+            continue
+        popularity = evaluation.results[POPULARITY]["new"][PER_CUSTOMER]["recall"]
+        versus = paired_difference(by_view["new"][PER_CUSTOMER]["recall"], popularity)
+        if (versus["mean"] or 0.0) < 0:
+            warnings.append(f"{name} loses to popularity on new products (ΔRecall@{REPORT_K} {_difference(versus)})")
+        for view, metrics in by_view.items():
+            d = metrics["vs_best_baseline"][key]
+            if d["z"] is not None and d["z"] < -2:
+                baseline = metrics["vs_best_baseline"]["baseline"]
+                warnings.append(f"{name} is below {baseline} on {view} (ΔRecall@{REPORT_K} {_difference(d)})")
+    return warnings
 
 
 def evaluate_all(
@@ -492,17 +513,23 @@ def evaluate_all(
         for run, epochs in runs.items():
             evaluation.training[f"{name}: {run}"] = epochs
     add_paired_differences(evaluation)
+    evaluation.warnings = quality_warnings(evaluation)
+    for warning in evaluation.warnings:
+        log.warning("do not ship without a look: %s", warning)
     return evaluation
 
 
 def manifest_metrics(evaluation: Evaluation) -> dict[str, Any]:
     """The metrics a manifest keeps: the report's figures without the curves and per-customer values."""
     return {
-        name: {
-            view: {k: v for k, v in metrics.items() if k not in ("recall_curve", PER_CUSTOMER)}
-            for view, metrics in by_view.items()
-        }
-        for name, by_view in evaluation.results.items()
+        **{
+            name: {
+                view: {k: v for k, v in metrics.items() if k not in ("recall_curve", PER_CUSTOMER)}
+                for view, metrics in by_view.items()
+            }
+            for name, by_view in evaluation.results.items()
+        },
+        "warnings": evaluation.warnings,
     }
 
 
@@ -574,6 +601,8 @@ def write_report(out_dir: Path, evaluation: Evaluation, header: str) -> Path:
                     f"| {name} | {view} | {d['baseline']} | {_difference(d[f'recall@{REPORT_K}'])} "
                     f"| {_difference(d[f'ndcg@{REPORT_K}'])} |"
                 )
+    if evaluation.warnings:
+        lines += ["", "## Warnings: look before shipping", "", *(f"- {w}" for w in evaluation.warnings)]
     lines += ["", "## Choices made on the validation period", ""]
     lines += [f"- {key}: `{json.dumps(value)}`" for key, value in evaluation.choices.items() if key != "validation"]
     lines += [
@@ -606,6 +635,7 @@ def write_report(out_dir: Path, evaluation: Evaluation, header: str) -> Path:
         "choices": evaluation.choices,
         "training": evaluation.training,
         "notes": evaluation.notes,
+        "warnings": evaluation.warnings,
     }
     (out_dir / "evaluation.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
     per_customer = {n: {v: m[PER_CUSTOMER] for v, m in by.items()} for n, by in results.items()}
