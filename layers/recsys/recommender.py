@@ -122,7 +122,9 @@ class Recommender:
         self._country_vectors: Floats = model.country_embeddings.numpy()[: len(countries)]
         self._half_life_days = float(model.recency_half_life_days.numpy())
         index = artifact.manifest["index"]
-        self._leaves_to_search: int = index["leaves_to_search"] if index["kind"] == "tree_ah" else -1  # -1: as built
+        tree = index["kind"] == "tree_ah"
+        self._leaves_to_search: int = index["leaves_to_search"] if tree else -1  # -1: as built
+        self._reorder: int = index["reorder_num_neighbors"] if tree else -1
         self._tables = ProductTables(
             log_popularity=model.log_popularity.numpy(),
             log_popularity_recent=model.log_popularity_recent.numpy(),
@@ -167,11 +169,13 @@ class Recommender:
         country_vector = None if country_row is None else self._country_vectors[country_row]
         return query_embedding(history, self._history_vectors, self._half_life_days, country_vector)
 
-    def candidates(self, query: Floats) -> tuple[Ints, Floats]:
-        """ScaNN's top k_max product rows by model score for ``query``, best first (approximate)."""
+    def candidates(self, query: Floats, k: int | None = None) -> tuple[Ints, Floats]:
+        """ScaNN's top ``k`` (default k_max) product rows by model score for ``query``, best first (approximate)."""
         import numpy as np
 
-        rows, scores = self._searcher.search(query, self._k_max, -1, self._leaves_to_search)
+        k = self._k_max if k is None else min(k, len(self._product_ids))
+        reorder = max(k, self._reorder) if self._reorder > 0 else -1  # it returns at most the re-ordered ones
+        rows, scores = self._searcher.search(query, k, reorder, self._leaves_to_search)
         if len(scores) and not np.isfinite(scores[-1]):  # a row it cannot fill: index 0 and NaN (tests pin it)
             valid = np.isfinite(scores)
             rows, scores = rows[valid], scores[valid]
@@ -191,14 +195,19 @@ class Recommender:
         return top.astype(np.int64), scores[top]
 
     def _candidates(self, history: HistoryArrays, country: str | None, *, exclude_purchased: bool) -> Ints:
-        """Retrieval for the ranking stage: ScaNN's top k_max never bought (when ScaNN's were mostly past purchases,
-        the exact top k_max among never-bought products), then, unless ``exclude_purchased``, the history."""
+        """Retrieval for the ranking stage: the top k_max products the customer never bought (ScaNN's top k_max +
+        the history's size, past purchases dropped; when fewer than k_max / 2 are left, the exact top k_max among
+        never-bought products), then, unless ``exclude_purchased``, the history."""
         import numpy as np
 
         query = self.query(history, country)
-        rows, _ = self.exact_candidates(query, history.rows) if self.exact_retrieval else self.candidates(query)
-        if len(rows) - int(np.isin(rows, history.rows).sum()) < self._k_max // 2:
+        if self.exact_retrieval:
             rows, _ = self.exact_candidates(query, history.rows)
+        else:
+            rows, _ = self.candidates(query, self._k_max + len(history.rows))
+            rows = rows[~np.isin(rows, history.rows)][: self._k_max]
+            if len(rows) < self._k_max // 2:
+                rows, _ = self.exact_candidates(query, history.rows)
         return candidates(rows, history, exclude_purchased=exclude_purchased)
 
     def _rank(self, rows: Ints, history: HistoryArrays, view: str) -> Floats:

@@ -112,8 +112,9 @@ def examples(
             None if country is None else towers.country_embeddings[country],
         )
         scores = towers.product_embeddings @ query
-        k = min(K_MAX, len(scores))
-        retrieved = np.argpartition(-scores, k - 1)[:k]
+        scores[arrays.rows] = -np.inf  # as served: the top K_MAX never bought (exact here, ScaNN there)
+        k = min(K_MAX, len(scores) - len(arrays.rows))
+        retrieved = np.argpartition(-scores, k - 1)[:k] if k > 0 else np.zeros(0, np.int64)
         retrieved = retrieved[np.argsort(-scores[retrieved], kind="stable")]
         candidate_rows = candidates(retrieved, arrays, exclude_purchased=False)
         targets = np.fromiter((rows[p] for p in bought_later[history.customer_id]), np.int64)
