@@ -220,6 +220,28 @@ class DynamoDBStore:
         raw = self._get(customer_id, HISTORY)
         return _history_from_item(raw) if raw is not None else None
 
+    def get_with_history(self, customer_id: str) -> tuple[RecommendationList | None, PurchaseHistory | None]:
+        """The customer's list and purchase history as last written (each None when absent), in one strongly
+        consistent Query on the partition key: one request instead of two GetItems (what generate and update need)."""
+        found: dict[str, dict[str, Any]] = {}
+        request: dict[str, Any] = {
+            "TableName": self.table_name,
+            "KeyConditionExpression": "customer_id = :c",
+            "ExpressionAttributeValues": {":c": {"S": customer_id}},
+            "ConsistentRead": True,
+        }
+        while True:  # both items fit one page (1 MB) many times over; follow the pages all the same
+            response = self._call("query", **request)
+            found |= {item["record"]["S"]: item for item in response.get("Items", ())}
+            if "LastEvaluatedKey" not in response:
+                break
+            request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        stored, history = found.get(LIST), found.get(HISTORY)
+        return (
+            _from_item(stored) if stored is not None else None,
+            _history_from_item(history) if history is not None else None,
+        )
+
     def put(self, stored: RecommendationList) -> RecommendationList:
         """Write ``stored`` as the next version if the stored version is still ``stored.version``.
 

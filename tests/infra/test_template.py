@@ -17,11 +17,12 @@ TABLE = "RecommendationsTable"
 IDEMPOTENCY_TABLE = "IdempotencyTable"
 READ = {TABLE: {"dynamodb:GetItem"}}
 WRITE = {TABLE: {"dynamodb:GetItem", "dynamodb:PutItem"}}  # what recsys.store calls
+LIST_AND_HISTORY = {TABLE: {"dynamodb:Query", "dynamodb:PutItem"}}  # generate, update: list and history in one Query
 ORDERS = {IDEMPOTENCY_TABLE: {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}}  # Powertools
 ACTIONS = {  # the exact DynamoDB actions each function may call, per table
-    "CustomerRecommendationsFunction": WRITE,
+    "CustomerRecommendationsFunction": LIST_AND_HISTORY,
     "ShowRecommendationsFunction": READ,
-    "UpdateRecommendationsFunction": WRITE,
+    "UpdateRecommendationsFunction": LIST_AND_HISTORY,
     "DeleteRecommendationsFunction": WRITE,
     "RecordPurchasesFunction": WRITE | ORDERS,
 }
