@@ -30,6 +30,13 @@ Params = ParamSpec("Params")
 MAX_BACKOFF = WRITE_BACKOFF_MAX
 
 
+class Unread:
+    """An item not read yet (``None`` is an item read and found absent)."""
+
+
+UNREAD = Unread()
+
+
 def _budgeted(
     method: Callable[Concatenate[RecommendationService, Params], Result],
 ) -> Callable[Concatenate[RecommendationService, Params], Result]:
@@ -53,6 +60,10 @@ class ListStore(Protocol):
         ...
 
     def get_history(self, customer_id: str) -> PurchaseHistory | None: ...
+
+    def get_with_history(self, customer_id: str) -> tuple[RecommendationList | None, PurchaseHistory | None]:
+        """The customer's list and history, read together (DynamoDB: one Query)."""
+        ...
 
     def put_history(self, history: PurchaseHistory) -> PurchaseHistory:
         """Store ``history`` as its next version; VersionConflict if the stored version is no longer its version."""
@@ -107,9 +118,9 @@ class RecommendationService:
         """Top-k from the model for the customer's live purchase history, as of now (the most popular products when
         the history holds nothing the model knows), without excluded products; stored and returned."""
         model = self._recommender()
-        history = self.store.get_history(customer_id)
+        listed, history = self.store.get_with_history(customer_id)
         _, apply = generation(model, history, time.time(), k, exclude_purchased=exclude_purchased)
-        return self._write_list(customer_id, apply, create=True)
+        return self._write_list(customer_id, apply, create=True, read=listed)
 
     def regenerate(
         self,
@@ -148,7 +159,14 @@ class RecommendationService:
     @_budgeted
     def update(self, customer_id: str, products: list[ProductInput]) -> RecommendationList:
         """Merge the given products (model-scored where no score is given), best first; lifts their exclusion."""
-        new_items = self._score(customer_id, products)
+        model = self._recommender()
+        unknown = model.unknown_products([p.product_id for p in products if p.score is None])
+        if unknown:  # before any read
+            raise UnprocessableError(
+                "The model does not know these products; give them a score", {"unknown_product_ids": unknown}
+            )
+        listed, history = self.store.get_with_history(customer_id)
+        new_items = self._score(model, customer_id, history, products)
 
         def apply(stored: RecommendationList) -> RecommendationList:
             merged = {i.product_id: i for i in stored.items} | {i.product_id: i for i in new_items}
@@ -160,7 +178,7 @@ class RecommendationService:
             items = tuple(sorted(merged.values(), key=lambda i: i.score, reverse=True))
             return stored.evolve(items=items, excluded=tuple(p for p in stored.excluded if p not in merged))
 
-        return self._write_list(customer_id, apply, create=True)
+        return self._write_list(customer_id, apply, create=True, read=listed)
 
     @_budgeted
     def delete(self, customer_id: str, product_ids: list[str]) -> RecommendationList:
@@ -212,18 +230,14 @@ class RecommendationService:
             "updated_at": history.updated_at.isoformat(),
         }
 
-    def _score(self, customer_id: str, products: list[ProductInput]) -> list[Recommendation]:
-        """Stored items for the given products: the caller's score where given, otherwise the model's."""
-        model = self._recommender()
+    def _score(
+        self, model: Recommender, customer_id: str, history: PurchaseHistory | None, products: list[ProductInput]
+    ) -> list[Recommendation]:
+        """Stored items for the given products: the caller's score where given, otherwise the model's (for the
+        customer's ``history``); the model knows every product to score (checked by the caller)."""
         to_score = [p.product_id for p in products if p.score is None]
-        unknown = model.unknown_products(to_score)
-        if unknown:
-            raise UnprocessableError(
-                "The model does not know these products; give them a score", {"unknown_product_ids": unknown}
-            )
         scores: list[float] | None = []
         if to_score:
-            history = self.store.get_history(customer_id)
             bought = history.products if history is not None else {}
             scores = model.score(bought, history.country if history is not None else None, time.time(), to_score)
         if scores is None:
@@ -239,9 +253,15 @@ class RecommendationService:
             for p in products
         ]
 
-    def _write_list(self, customer_id: str, apply: Change, *, create: bool) -> RecommendationList:
+    def _write_list(
+        self, customer_id: str, apply: Change, *, create: bool, read: RecommendationList | Unread | None = UNREAD
+    ) -> RecommendationList:
+        """``_write`` on the customer's list. Given the list as just ``read`` with the history
+        (``get_with_history``), the first attempt uses it and a lost race reads both again: generate and update make
+        one kind of read (DynamoDB: Query), however many attempts they need."""
+        get = self.store.get if isinstance(read, Unread) else lambda c: self.store.get_with_history(c)[0]
         return self._write(
-            self.store.get, self.store.put, customer_id, apply, create=RecommendationList if create else None
+            get, self.store.put, customer_id, apply, create=RecommendationList if create else None, read=read
         )
 
     def _write(
@@ -252,11 +272,12 @@ class RecommendationService:
         apply: Callable[[Versioned], Versioned],
         *,
         create: Callable[[str], Versioned] | None,
+        read: Versioned | Unread | None = UNREAD,
     ) -> Versioned:
         """Read, apply, write conditionally; on a lost race re-read and re-apply, a bounded number of times. A missing
-        item is made by ``create`` (404 without it)."""
+        item is made by ``create`` (404 without it). The first attempt uses the item as already ``read``, if given."""
         for attempt in range(self.settings.write_retries):
-            stored = get(customer_id)
+            stored = get(customer_id) if attempt or isinstance(read, Unread) else read
             if stored is None:
                 if create is None:
                     raise _no_list(customer_id)

@@ -234,13 +234,34 @@ class DynamoDBStore:
             "ExpressionAttributeNames": {f"#{name}": name for name in ("record", *HISTORY_ATTRIBUTES)},
             "ExpressionAttributeValues": {":history": {"S": HISTORY}},
         }
+        for page in self._pages("scan", request):
+            yield from (_history_from_item(raw) for raw in page.get("Items", ()))
+
+    def get_with_history(self, customer_id: str) -> tuple[RecommendationList | None, PurchaseHistory | None]:
+        """The customer's list and purchase history as last written (each None when absent), in one strongly
+        consistent Query on the partition key: one request instead of two GetItems (what generate and update need)."""
+        request: dict[str, Any] = {
+            "TableName": self.table_name,
+            "KeyConditionExpression": "customer_id = :c",
+            "ExpressionAttributeValues": {":c": {"S": customer_id}},
+            "ConsistentRead": True,
+        }
+        # both items fit one page (1 MB) many times over; follow the pages all the same
+        found = {item["record"]["S"]: item for page in self._pages("query", request) for item in page.get("Items", ())}
+        stored, history = found.get(LIST), found.get(HISTORY)
+        return (
+            _from_item(stored) if stored is not None else None,
+            _history_from_item(history) if history is not None else None,
+        )
+
+    def _pages(self, operation: str, request: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """The pages of a Query or Scan, following LastEvaluatedKey."""
         while True:
-            page = self._call("scan", **request)
-            for raw in page.get("Items", ()):
-                yield _history_from_item(raw)
+            page: dict[str, Any] = self._call(operation, **request)
+            yield page
             if "LastEvaluatedKey" not in page:
                 return
-            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+            request = {**request, "ExclusiveStartKey": page["LastEvaluatedKey"]}
 
     def put(self, stored: RecommendationList) -> RecommendationList:
         """Write ``stored`` as the next version if the stored version is still ``stored.version``.

@@ -30,6 +30,9 @@ class InMemoryStore:
     def put_history(self, history: PurchaseHistory) -> PurchaseHistory:
         return _put(self.histories, history)
 
+    def get_with_history(self, customer_id: str) -> tuple[RecommendationList | None, PurchaseHistory | None]:
+        return self.lists.get(customer_id), self.histories.get(customer_id)
+
 
 def _put(items: dict[str, Versioned], stored: Versioned) -> Versioned:
     """``stored`` as its next version, if the version held is still ``stored.version``."""

@@ -100,6 +100,11 @@ def function_for(template: dict[str, Any], operation: str) -> Function:
     return function
 
 
+def memory_size(template: dict[str, Any], function: Function) -> int:
+    """The function's MemorySize in MB: its own, or Globals'."""
+    return int(function.properties.get("MemorySize", template["Globals"]["Function"]["MemorySize"]))
+
+
 def environment(template: dict[str, Any], logical_id: str | None, resources: dict[str, str]) -> dict[str, str]:
     """The function's environment: Globals merged with its own variables (Globals only without ``logical_id``); a Ref
     resolves to a parameter's default or, for a resource, to the value given in ``resources`` (logical id -> name)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from recsys.domain import RecommendationList
+from recsys.domain import PurchaseHistory, RecommendationList
 from recsys.errors import ConflictError, VersionConflict
 from recsys.schemas import ProductInput
 from recsys.service import RecommendationService, default_service
@@ -19,17 +19,17 @@ def test_two_racing_writers_both_changes_survive(
     first = service.generate(KNOWN_CUSTOMER, k=5)
     deleted = first.items[0].product_id
     other = default_service(load_settings())
-    read = service.store.get
+    read = service.store.get_with_history  # update reads the list with the history
     raced: list[int] = []
 
-    def read_then_lose_the_race(customer_id: str) -> RecommendationList | None:
-        stored = read(customer_id)
+    def read_then_lose_the_race(customer_id: str) -> tuple[RecommendationList | None, PurchaseHistory | None]:
+        both = read(customer_id)
         if not raced:
             raced.append(1)
             other.delete(customer_id, [deleted])
-        return stored
+        return both
 
-    monkeypatch.setattr(service.store, "get", read_then_lose_the_race)
+    monkeypatch.setattr(service.store, "get_with_history", read_then_lose_the_race)
     # When the first writer adds a product (its first conditional write loses)
     service.update(KNOWN_CUSTOMER, [ProductInput(product_id="MANUAL-1", score=99.0)])
     # Then both changes are present

@@ -132,6 +132,9 @@ class ConflictCountingStore:
     def get_history(self, customer_id: str) -> PurchaseHistory | None:
         return self.inner.get_history(customer_id)
 
+    def get_with_history(self, customer_id: str) -> tuple[RecommendationList | None, PurchaseHistory | None]:
+        return self.inner.get_with_history(customer_id)
+
     def put_history(self, history: PurchaseHistory) -> PurchaseHistory:
         return self.inner.put_history(history)
 

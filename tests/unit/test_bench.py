@@ -85,6 +85,18 @@ def test_every_section_is_written(results: tuple[dict[str, Any], str]) -> None:
     assert cold["show_recommendations"]["tensorflow_imported"] is False
     assert cold["customer_recommendations"]["tensorflow_imported"] is True
     assert "tensorflow_import" in cold["reference"]
+    # the same at each function's Lambda CPU share (MemorySize / 1,769 MB), unless no cgroup quota can be set here
+    shared = data["cold_start_share"]
+    if "skipped" in shared:
+        assert "no CPU quota" in shared["skipped"]
+    else:
+        assert set(shared["memory_mb"]) == {"customer_recommendations", "show_recommendations", "reference"}
+        assert shared["cpu_share"]["show_recommendations"] == round(
+            shared["memory_mb"]["show_recommendations"] / 1769, 3
+        )
+        assert shared["cpu_share"]["reference"] == shared["cpu_share"]["customer_recommendations"]
+        assert {"import", "first_call", "total", "cpu"} <= shared["show_recommendations"].keys()
+        assert shared["show_recommendations"]["tensorflow_imported"] is False
     assert data["footprint"]["total_mb"] > 0
     assert len(data["footprint"]["largest"]) == 5
     assert {t["target"] for t in data["targets"]} >= {"show cold start", "warm generate end to end p50"}
@@ -100,7 +112,7 @@ def test_every_figure_has_median_p90_p99(results: tuple[dict[str, Any], str]) ->
 
 def test_markdown_has_the_tables(results: tuple[dict[str, Any], str]) -> None:
     _, text = results
-    for heading in ("## Targets", "## Retrieval", "## All figures", "## Cold start phases"):
+    for heading in ("## Targets", "## Retrieval", "## All figures", "## Cold start phases", "Lambda CPU share"):
         assert heading in text
     assert "| figure | median | p90 | p99 | unit |" in text
     assert "| retail |" in text

@@ -2,7 +2,8 @@
 
 Sections: retrieval through the SavedModel signatures (ScaNN vs exact, recall@10) on the current model and on
 synthetic catalogues of 100k and 1M products; the Python wrapper and the update path's scoring; warm Lambda handlers
-end to end (DynamoDB under moto, DynamoDB replayed, an in-memory store); cold starts in fresh interpreters; batch
+end to end (DynamoDB under moto, DynamoDB replayed, an in-memory store); cold starts in fresh interpreters, also
+under a CPU quota of each function's Lambda CPU share (``cold_start_share``: where a cgroup quota can be set); batch
 generation; the serving dependencies' installed size. Heavy modules are imported by the sections, not here.
 """
 
@@ -23,7 +24,17 @@ from recsys.settings import REPO_ROOT, Settings
 
 DEFAULT_OUT = REPO_ROOT / "infra" / "bench"
 DEFAULT_EMBEDDING_DIM = 64
-SECTIONS = ("footprint", "cold_start", "retrieval", "wrapper", "batch", "batch_store", "handlers", "synthetic")
+SECTIONS = (
+    "footprint",
+    "cold_start",
+    "cold_start_share",
+    "retrieval",
+    "wrapper",
+    "batch",
+    "batch_store",
+    "handlers",
+    "synthetic",
+)
 
 
 @dataclass(frozen=True)
@@ -146,6 +157,15 @@ def run(args: argparse.Namespace) -> int:
         results["cold_start"] = cold_starts(
             model_dir, repeat=sizes.cold_repeat, operations=sizes.cold_operations, concurrent=args.quick
         )
+    if "cold_start_share" in wanted:
+        from recsys_tools.bench.coldstart import cold_starts_at_lambda_share
+
+        _log(f"cold starts at each function's Lambda CPU share ({sizes.cold_repeat} rounds)")
+        results["cold_start_share"] = cold_starts_at_lambda_share(
+            model_dir, repeat=sizes.cold_repeat, operations=sizes.cold_operations
+        )
+        if "skipped" in results["cold_start_share"]:
+            _log(f"cold starts at the Lambda CPU share skipped: {results['cold_start_share']['skipped']}")
     if wanted & {"retrieval", "wrapper", "batch", "batch_store"}:
         from recsys_tools.bench import retrieval
 

@@ -2,6 +2,8 @@
 (coldstart_child.py), next to a bare `import tensorflow, scann` in the same run.
 
 DynamoDB is moto's server in this process, on loopback, so the child imports nothing the Lambda would not.
+``cold_starts_at_lambda_share`` runs the same under a cgroup CPU quota of each function's Lambda CPU share
+(MemorySize / 1,769 MB of one core, ``recsys_tools.bench.cpu_quota``; the reference import at generate's share).
 """
 
 from __future__ import annotations
@@ -13,14 +15,16 @@ import subprocess  # nosec B404 - runs this interpreter on our own script only
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from recsys.artifact import Artifact
 from recsys.domain import PurchaseHistory
-from recsys.operations import OPERATIONS, RECORD_PURCHASES
+from recsys.operations import GENERATE, OPERATIONS, RECORD_PURCHASES
 from recsys.settings import REPO_ROOT, Settings
+from recsys_tools.bench.cpu_quota import CpuQuota, lambda_cpu_share
 from recsys_tools.bench.handlers import (
     IDEMPOTENCY_TABLE,
     bench_history,
@@ -30,6 +34,7 @@ from recsys_tools.bench.handlers import (
     with_order_id,
 )
 from recsys_tools.bench.timing import summarize
+from recsys_tools.template import function_for, load_template, memory_size
 
 CHILD = Path(__file__).with_name("coldstart_child.py")
 REFERENCE = "reference"
@@ -65,10 +70,21 @@ def _event(events: dict[str, dict[str, Any]], name: str, i: int) -> dict[str, An
     return with_order_id(event, f"cold-{i}") if event is not None and name == RECORD_PURCHASES.name else event
 
 
-def _spawn(operation: str, event: dict[str, Any] | None, env: dict[str, str], result_path: Path) -> dict[str, Any]:
+def _spawn(
+    operation: str,
+    event: dict[str, Any] | None,
+    env: dict[str, str],
+    result_path: Path,
+    quota: CpuQuota | None = None,
+    share: float | None = None,
+) -> dict[str, Any]:
+    argv = [sys.executable, "-P", str(CHILD), operation, str(result_path)]
+    if quota is not None and share is not None:
+        quota.set(share)
+        argv = quota.command(argv)
     spawned = time.perf_counter()  # CLOCK_MONOTONIC: comparable with the child's perf_counter
-    child = subprocess.run(  # noqa: S603  # nosec B603 - our own interpreter and script
-        [sys.executable, "-P", str(CHILD), operation, str(result_path)],
+    child = subprocess.run(  # noqa: S603  # nosec B603 - our own interpreter and script (through /bin/sh with a quota)
+        argv,
         input=json.dumps(event or {}),
         text=True,
         env=env,
@@ -98,12 +114,21 @@ def _summaries(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def cold_starts(
-    model_dir: Path, *, repeat: int, operations: tuple[str, ...] | None = None, concurrent: bool = False
+    model_dir: Path,
+    *,
+    repeat: int,
+    operations: tuple[str, ...] | None = None,
+    concurrent: bool = False,
+    quota: CpuQuota | None = None,
+    shares: Mapping[str, float] | None = None,
+    reference: bool = True,
 ) -> dict[str, Any]:
     """Per operation (all by default) and the reference import: each phase's median/p90/p99 over ``repeat`` fresh
-    interpreters (record_purchases records a new order in each).
+    interpreters (record_purchases records a new order in each); the reference only if ``reference``.
 
-    ``concurrent`` starts them all at once, one per core (a smoke test: the figures then mean little)."""
+    ``concurrent`` starts them all at once, one per core (a smoke test: the figures then mean little). With a
+    ``quota``, each child runs inside it, limited to its ``shares[name]`` of one core (one child at a time)."""
+    from moto.moto_api._internal.models import moto_api_backend
     from moto.server import ThreadedMotoServer
 
     events = request_events(Artifact(model_dir))
@@ -112,6 +137,7 @@ def cold_starts(
     try:
         host, port = server.get_host_and_port()
         endpoint = {"DYNAMODB_ENDPOINT_URL": f"http://{host}:{port}"}
+        moto_api_backend.reset()  # moto's state is this process's: an earlier run (another section) left its tables
         with patched_environ(lambda_environment(model_dir) | endpoint):
             _seed(events, bench_history(Artifact(model_dir), int(time.time())))
         path = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)
@@ -120,11 +146,19 @@ def cold_starts(
         envs = {name: child | lambda_environment(model_dir, name) | endpoint for name in chosen}
         envs[REFERENCE] = child
         # round-robin, so a busy moment does not hit one function only
-        names = [*chosen, REFERENCE] * repeat
+        names = [*chosen, *([REFERENCE] if reference else [])] * repeat
         _byte_compile()
-        with tempfile.TemporaryDirectory() as workdir, ThreadPoolExecutor(os.cpu_count() if concurrent else 1) as pool:
+        workers = os.cpu_count() if concurrent and quota is None else 1
+        with tempfile.TemporaryDirectory() as workdir, ThreadPoolExecutor(workers) as pool:
             spawned = pool.map(
-                lambda i: _spawn(names[i], _event(events, names[i], i), envs[names[i]], Path(workdir) / f"{i}.json"),
+                lambda i: _spawn(
+                    names[i],
+                    _event(events, names[i], i),
+                    envs[names[i]],
+                    Path(workdir) / f"{i}.json",
+                    quota,
+                    None if shares is None else shares[names[i]],
+                ),
                 range(len(names)),
             )
             runs: dict[str, list[dict[str, Any]]] = {}
@@ -133,3 +167,23 @@ def cold_starts(
     finally:
         server.stop()
     return {"repeat": repeat, **{name: _summaries(results) for name, results in runs.items()}}
+
+
+def cold_starts_at_lambda_share(
+    model_dir: Path, *, repeat: int, operations: tuple[str, ...] | None = None
+) -> dict[str, Any]:
+    """``cold_starts`` with each child limited to its function's Lambda CPU share (template.yaml's MemorySize /
+    1,769 MB; the reference import at generate's), or ``{"skipped": why}`` where no CPU quota can be set here."""
+    quota = CpuQuota.make("recsys-bench-cold-start")
+    if isinstance(quota, str):
+        return {"skipped": f"no CPU quota can be applied on this machine: {quota}"}
+    template = load_template()
+    chosen = operations or tuple(op.name for op in OPERATIONS)
+    memory = {name: memory_size(template, function_for(template, name)) for name in chosen}
+    memory[REFERENCE] = memory_size(template, function_for(template, GENERATE.name))
+    shares = {name: lambda_cpu_share(mb) for name, mb in memory.items()}
+    try:
+        results = cold_starts(model_dir, repeat=repeat, operations=chosen, quota=quota, shares=shares)
+    finally:
+        quota.remove()
+    return results | {"memory_mb": memory, "cpu_share": {name: round(share, 3) for name, share in shares.items()}}
