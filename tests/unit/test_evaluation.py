@@ -224,13 +224,13 @@ def test_no_ease_rows_for_catalogues_too_large_to_invert(split: Split, monkeypat
 
 
 def test_a_served_model_below_popularity_or_the_best_baseline_is_flagged() -> None:
-    from recsys_tools.training.evaluate import PER_CUSTOMER, POPULARITY, Evaluation, quality_warnings
+    from recsys_tools.training.evaluate import PER_CUSTOMER, POPULARITY, REPORT_K, Evaluation, quality_warnings
 
     def row(recall: list[float], baseline: str, z: float) -> dict[str, Any]:
         difference = {"mean": -0.1, "se": 0.01, "z": z}
         return {
-            PER_CUSTOMER: {"recall": recall},
-            "vs_best_baseline": {"baseline": baseline, "recall@20": difference},
+            PER_CUSTOMER: {f"recall@{REPORT_K}": recall},
+            "vs_best_baseline": {"baseline": baseline, f"recall@{REPORT_K}": difference},
         }
 
     good = [0.5, 0.4, 0.6]

@@ -463,8 +463,8 @@ def quality_warnings(evaluation: Evaluation) -> list[str]:
     for name, by_view in evaluation.results.items():
         if name in evaluation.baselines or ", served" not in name:
             continue
-        popularity = evaluation.results[POPULARITY]["new"][PER_CUSTOMER]["recall"]
-        versus = paired_difference(by_view["new"][PER_CUSTOMER]["recall"], popularity)
+        popularity = evaluation.results[POPULARITY]["new"][PER_CUSTOMER][key]
+        versus = paired_difference(by_view["new"][PER_CUSTOMER][key], popularity)
         if (versus["mean"] or 0.0) < 0:
             warnings.append(f"{name} loses to popularity on new products (ΔRecall@{REPORT_K} {_difference(versus)})")
         for view, metrics in by_view.items():
