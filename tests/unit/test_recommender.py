@@ -12,7 +12,7 @@ import numpy.typing as npt
 import pytest
 
 from recsys.domain import Purchase, PurchaseHistory
-from recsys.recommender import Recommender
+from recsys.recommender import EXACT_SEARCH_MAX_PRODUCTS, Recommender
 from recsys.scoring import features, sigmoid
 from tests.support.data import KNOWN_CUSTOMER, SliceHistories
 
@@ -95,9 +95,25 @@ def test_update_scores_agree_with_generate_and_every_past_purchase_is_ranked(
     assert known <= {p for p, _ in top}  # every past purchase the model knows is ranked
 
 
+@pytest.fixture(scope="module")
+def scann_recommender(model_dir: Path) -> Recommender:
+    """The tests' model with ScaNN retrieval (its catalogue is small enough for "auto" to serve exact search)."""
+    from recsys.artifact import Artifact
+
+    return Recommender(Artifact(model_dir), retrieval="scann")
+
+
+def test_small_catalogues_are_served_by_exact_search(recommender: Recommender, scann_recommender: Recommender) -> None:
+    assert len(recommender.artifact.catalogue) <= EXACT_SEARCH_MAX_PRODUCTS
+    assert recommender.exact_retrieval
+    assert not scann_recommender.exact_retrieval
+
+
+@pytest.mark.parametrize("retrieval", ["auto", "scann"])
 def test_exclude_purchased_ranks_only_new_products_even_for_the_heaviest_buyer(
-    recommender: Recommender, histories: SliceHistories
+    recommender: Recommender, scann_recommender: Recommender, histories: SliceHistories, retrieval: str
 ) -> None:
+    recommender = scann_recommender if retrieval == "scann" else recommender
     history = heaviest_buyer(histories)
     ranked = recommender.recommend(history.products, history.country, histories.now, exclude_purchased=True)
     assert ranked is not None

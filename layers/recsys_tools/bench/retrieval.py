@@ -154,7 +154,8 @@ def _cycling(search: Callable[[Floats], object], queries: list[Floats]) -> Calla
 
 def wrapper(model_dir: Path, workload: Workload, *, repeat: int, warmup: int) -> dict[str, Figure]:
     """The model part of generate, `Recommender.recommend(...).top(20)` (query tower from the history, search,
-    blend), and the update path: `Recommender.score` and the SavedModel's `score` signature, 100 products."""
+    ranking features and head), and the update path: `Recommender.score` (the same ranking, 100 products) and the
+    SavedModel's retrieval `score` signature."""
     recommender, _ = timed_load(model_dir)
     histories = workload.sample(repeat, seed=3)
     now = workload.now
@@ -184,9 +185,10 @@ def wrapper(model_dir: Path, workload: Workload, *, repeat: int, warmup: int) ->
 
 
 def batch_generation(model_dir: Path, workload: Workload, *, repeat: int, single_customers: int) -> dict[str, Any]:
-    """Top-20 for every customer of the workload: the queries from their histories (numpy), then the `recommend`
-    signature in batches of 256; and one customer per call as served (`Recommender.recommend`); customers per
-    second, the query computation included in both."""
+    """Top-20 for every customer of the workload: the retrieval stage alone batched (the queries from their
+    histories in numpy, then the `recommend` signature in batches of 256); and both stages one customer per call as
+    served (`Recommender.recommend`: what `recsys batch` runs); customers per second, the query computation included
+    in both."""
     recommender, _ = timed_load(model_dir)
     histories, now = workload.histories, workload.now
     single = histories[:single_customers]

@@ -38,6 +38,7 @@ import numpy.typing as npt
 import pandas as pd
 import scipy.sparse as sp
 
+from recsys.recommender import EXACT_SEARCH_MAX_PRODUCTS, Retrieval
 from recsys_tools.training import baselines, ease
 from recsys_tools.training.data import Split, popular_products, product_names, time_split
 from recsys_tools.training.params import K_MAX, TrainParams, Variant
@@ -352,7 +353,7 @@ def describe_choices(choices: BaselineChoices) -> str:
 # --- the two-tower model on the split --------------------------------------------------------------------------
 
 
-def served_ranking(split: Split, data: EvalData, path: Path, *, exact_retrieval: bool = False) -> dict[str, Ints]:
+def served_ranking(split: Split, data: EvalData, path: Path, *, retrieval: Retrieval = "auto") -> dict[str, Ints]:
     """What serving returns for each test customer, through ``recsys.recommender`` on the artifact at ``path``: the
     query from the customer's history before the split (as of the cut-off), ScaNN, the buy-again blend ("all") or
     only never-bought products ("new"); as ranked product columns per view."""
@@ -361,7 +362,7 @@ def served_ranking(split: Split, data: EvalData, path: Path, *, exact_retrieval:
     from recsys.settings import Settings
     from recsys_tools.history import purchase_histories
 
-    served = Recommender(Artifact(path), exact_retrieval=exact_retrieval)
+    served = Recommender(Artifact(path), retrieval=retrieval)
     now = split.cutoff.timestamp()
     column = {p: i for i, p in enumerate(data.products)}
     test_customers = {data.customers[row] for row in data.test_rows}
@@ -409,9 +410,11 @@ def evaluate_model(
             half_life_days=params.recency_half_life_days,
         )
         served = served_ranking(split, data, Path(tmp))
-        exact = served_ranking(split, data, Path(tmp), exact_retrieval=True)
-    results[f"{name}, served (live history, ScaNN, ranking heads)"] = evaluate_ranked(served, data)
-    results[f"{name}, exact retrieval instead of ScaNN"] = evaluate_ranked(exact, data)
+        exact = len(towers.products) <= EXACT_SEARCH_MAX_PRODUCTS  # what "auto" serves
+        other = served_ranking(split, data, Path(tmp), retrieval="scann" if exact else "exact")
+    how = "exact retrieval" if exact else "ScaNN"
+    results[f"{name}, served (live history, {how}, ranking heads)"] = evaluate_ranked(served, data)
+    results[f"{name}, {'ScaNN' if exact else 'exact retrieval'} instead"] = evaluate_ranked(other, data)
     return results
 
 
