@@ -195,7 +195,7 @@ def _figure_rows(results: dict[str, Any]) -> list[str]:
         ]
     wrapper = results.get("wrapper", {})
     labels = {
-        "recommend": "retail: `Recommender.recommend` (search, buy-again blend, sort)",
+        "recommend": "retail: `Recommender.recommend` (query, search, ranking features and head, sort)",
         "score": "retail: `Recommender.score`, 100 products",
         "score_signature": "retail: `score` signature, 100 products",
     }
