@@ -8,11 +8,15 @@ half-lives, as of the request time), its EASE item-item score from the customer'
 among the candidates, and raw), its popularity (log distinct customers overall and in the 30 days before the model's
 data end, and their difference: "trending") and three customer-level values (log distinct products, log purchase
 events, log days since the latest purchase).
+
+The query tower and the features are computed for many customers at once (``Histories``: their arrays end to end,
+per-customer sums, minima and ranks as segment operations); one customer is a batch of one, so a customer's query and
+features are the same numbers whether computed alone or in a batch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -98,20 +102,82 @@ class HistoryArrays:
         )
 
 
+@dataclass(frozen=True)
+class Histories:
+    """Several customers' ``HistoryArrays`` end to end: customer i's products are ``starts[i]:starts[i] + sizes[i]``
+    (every customer has at least one)."""
+
+    rows: Ints
+    count: Floats
+    quantity: Floats
+    days_since: Floats
+    decayed: Floats  # [len(HALF_LIVES_DAYS), N]
+    sizes: Ints
+
+    @classmethod
+    def of(cls, histories: Sequence[HistoryArrays]) -> Histories:
+        import numpy as np
+
+        if len(histories) == 1:
+            one = histories[0]
+            return cls(one.rows, one.count, one.quantity, one.days_since, one.decayed, np.asarray([len(one.rows)]))
+        return cls(
+            rows=np.concatenate([h.rows for h in histories]),
+            count=np.concatenate([h.count for h in histories]),
+            quantity=np.concatenate([h.quantity for h in histories]),
+            days_since=np.concatenate([h.days_since for h in histories]),
+            decayed=np.concatenate([h.decayed for h in histories], axis=1),
+            sizes=np.fromiter((len(h.rows) for h in histories), np.int64, len(histories)),
+        )
+
+    def __len__(self) -> int:
+        return len(self.sizes)
+
+    @property
+    def starts(self) -> Ints:
+        return _starts(self.sizes)
+
+    @property
+    def customer(self) -> Ints:
+        """[N] the customer (index) of each product."""
+        return _segment_ids(self.sizes)
+
+    def customer_rows(self, customer: int) -> Ints:
+        """The product rows customer ``customer`` bought, sorted."""
+        start = int(self.starts[customer])
+        return self.rows[start : start + int(self.sizes[customer])]
+
+
 def query_embedding(
     history: HistoryArrays, history_vectors: Floats, half_life_days: float, country_vector: Floats | None
 ) -> Floats:
-    """The query tower: the mean of the products' history embeddings weighted by log(1 + times bought) x
-    2^(-days since last bought / half-life), plus the country's embedding. Ages count from the latest purchase: the
-    weighted mean is the same, and an old history does not underflow to zero."""
+    """One customer's query (``query_embeddings`` of a batch of one)."""
     import numpy as np
 
-    ages = history.days_since
-    weights = np.log1p(history.count) * np.exp2(-(ages - ages.min()) / np.float32(half_life_days))
-    query: Floats = (weights @ history_vectors[history.rows]) / max(float(weights.sum()), 1e-6)
-    if country_vector is not None:
-        query = query + country_vector
+    countries = None if country_vector is None else country_vector[None]
+    query: Floats = query_embeddings(Histories.of([history]), history_vectors, half_life_days, countries)[0]
     return query.astype(np.float32)
+
+
+def query_embeddings(
+    histories: Histories, history_vectors: Floats, half_life_days: float, country_vectors: Floats | None
+) -> Floats:
+    """[customers, D] the query tower: the mean of the products' history embeddings weighted by log(1 + times bought)
+    x 2^(-days since last bought / half-life), plus the customer's country's embedding (``country_vectors`` [customers,
+    D]: zeros for an unknown country; None: none). Ages count from the customer's latest purchase: the weighted mean is
+    the same, and an old history does not underflow to zero."""
+    import numpy as np
+
+    starts, customer = histories.starts, histories.customer
+    ages = histories.days_since
+    youngest = np.minimum.reduceat(ages, starts)[customer]
+    weights = np.log1p(histories.count) * np.exp2(-(ages - youngest) / np.float32(half_life_days))
+    sums = np.add.reduceat(weights[:, None] * history_vectors[histories.rows], starts, axis=0)
+    totals = np.maximum(np.add.reduceat(weights, starts), np.float32(1e-6))
+    queries: Floats = sums / totals[:, None]
+    if country_vectors is not None:
+        queries = queries + country_vectors
+    return queries.astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -137,13 +203,17 @@ class Head:
         import numpy as np
 
         hidden = (features - self.mean) / self.std
-        last = len(self.kernels) - 1
-        for layer, (kernel, bias) in enumerate(zip(self.kernels, self.biases, strict=True)):
-            hidden = hidden @ kernel + bias
-            if layer < last:
-                hidden = np.maximum(hidden, 0.0)
-        out: Floats = hidden[:, 0]
-        return out
+        for kernel, bias in zip(self.kernels[:-1], self.biases[:-1], strict=True):
+            hidden = np.maximum(hidden @ kernel + bias, 0.0)
+        # the output layer (one unit) as a sum of columns: a row's logit does not depend on the rows computed with it
+        # (BLAS's matrix-vector product rounds the last rows of a matrix differently), so a customer's scores are the
+        # same alone and in a batch
+        kernel, bias = self.kernels[-1][:, 0], self.biases[-1][0]
+        out: Floats = hidden[:, 0] * kernel[0]
+        for column in range(1, len(kernel)):
+            out = out + hidden[:, column] * kernel[column]
+        logits: Floats = out + bias
+        return logits
 
 
 def candidates(retrieved: Ints, history: HistoryArrays, *, exclude_purchased: bool) -> Ints:
@@ -155,32 +225,81 @@ def candidates(retrieved: Ints, history: HistoryArrays, *, exclude_purchased: bo
     return fresh if exclude_purchased else np.concatenate([fresh, history.rows])
 
 
-def _z_scores(values: Floats) -> Floats:
+def _starts(sizes: Ints) -> Ints:
     import numpy as np
 
-    std = float(values.std())
-    out: Floats = (values - values.mean()) / np.float32(std if std > 1e-6 else 1.0)
+    starts: Ints = np.zeros(len(sizes), np.int64)
+    np.cumsum(sizes[:-1], out=starts[1:])
+    return starts
+
+
+def _segment_ids(sizes: Ints) -> Ints:
+    import numpy as np
+
+    ids: Ints = np.repeat(np.arange(len(sizes), dtype=np.int64), sizes)
+    return ids
+
+
+def _segment_sums(values: Floats, sizes: Ints) -> npt.NDArray[np.float64]:
+    """Per-segment sums in float64 (0 for an empty segment)."""
+    import numpy as np
+
+    out = np.zeros(len(sizes), np.float64)
+    filled = sizes > 0
+    if filled.any():
+        out[filled] = np.add.reduceat(values, _starts(sizes)[filled], dtype=np.float64)
     return out
 
 
-def _log_ranks(values: Floats) -> Floats:
-    """log1p of each value's 0-based rank, best (largest) first; ties share the best rank (so a candidate's rank does
-    not depend on the order the candidates come in)."""
+def _z_scores(values: Floats, sizes: Ints, segment: Ints) -> Floats:
+    """Each value z-scored within its segment (a standard deviation below 1e-6 counts as 1)."""
     import numpy as np
 
-    descending = np.sort(-values)
-    out: Floats = np.log1p(np.searchsorted(descending, -values, side="left")).astype(np.float32)
+    count = np.maximum(sizes, 1)
+    mean = (_segment_sums(values, sizes) / count)[segment]
+    centred = values - mean
+    std = np.sqrt(_segment_sums(centred * centred, sizes) / count)
+    out: Floats = (centred / np.where(std > 1e-6, std, 1.0)[segment]).astype(np.float32)
     return out
 
 
-def ease_scores(history: HistoryArrays, tables: ProductTables, rows: Ints) -> Floats:
-    """EASE scores of the product ``rows`` for a customer: the sum over bought products of their neighbour weights."""
+def _log_ranks(values: Floats, sizes: Ints, segment: Ints) -> Floats:
+    """log1p of each value's 0-based rank within its segment, best (largest) first; ties share the best rank (so a
+    candidate's rank does not depend on the order the candidates come in)."""
     import numpy as np
 
-    size = len(tables.log_popularity)
-    columns = tables.ease_columns[history.rows].ravel()
-    totals = np.bincount(columns, weights=tables.ease_values[history.rows].ravel(), minlength=size)
-    out: Floats = totals[rows].astype(np.float32)
+    order = np.lexsort((-values, segment))  # by segment, then largest first
+    ordered, ordered_segment = values[order], segment[order]
+    position = np.arange(len(values))
+    tie_start = np.ones(len(values), bool)
+    tie_start[1:] = (ordered_segment[1:] != ordered_segment[:-1]) | (ordered[1:] != ordered[:-1])
+    first = np.maximum.accumulate(np.where(tie_start, position, 0))  # the first of each run of equal values
+    out: Floats = np.empty(len(values), np.float32)
+    out[order] = np.log1p(first - _starts(sizes)[ordered_segment]).astype(np.float32)
+    return out
+
+
+EASE_BLOCK = 1 << 22  # (customers x products) EASE totals summed at a time
+
+
+def ease_scores(histories: Histories, tables: ProductTables, rows: Ints, segment: Ints) -> Floats:
+    """EASE scores of the product ``rows`` for their customers (``segment``, ascending): the sum over the products the
+    customer bought of their neighbour weights (float64, in the history's order), for a block of customers at a time."""
+    import numpy as np
+
+    products = len(tables.log_popularity)
+    block = max(1, EASE_BLOCK // products)
+    bought_bounds = np.concatenate([[0], np.cumsum(histories.sizes)])
+    owner = histories.customer
+    out: Floats = np.empty(len(rows), np.float32)
+    for first in range(0, len(histories), block):
+        last = min(first + block, len(histories))
+        bought = slice(int(bought_bounds[first]), int(bought_bounds[last]))
+        keys = ((owner[bought] - first)[:, None] * products + tables.ease_columns[histories.rows[bought]]).ravel()
+        values = tables.ease_values[histories.rows[bought]].ravel()
+        totals = np.bincount(keys, weights=values, minlength=(last - first) * products)
+        asked = slice(*np.searchsorted(segment, [first, last]).tolist())
+        out[asked] = totals[(segment[asked] - first) * products + rows[asked]]
     return out
 
 
@@ -188,29 +307,49 @@ def features(rows: Ints, history: HistoryArrays, tables: ProductTables) -> Float
     """[len(rows), len(FEATURES)] ranking features of the candidate product ``rows`` for one customer."""
     import numpy as np
 
-    at = np.minimum(np.searchsorted(history.rows, rows), len(history.rows) - 1)
-    bought = history.rows[at] == rows
+    return batch_features(rows, np.asarray([len(rows)]), Histories.of([history]), tables)
+
+
+def batch_features(rows: Ints, sizes: Ints, histories: Histories, tables: ProductTables) -> Floats:
+    """[len(rows), len(FEATURES)] ranking features of candidate product ``rows`` for many customers: customer i's
+    candidates are the next ``sizes[i]`` rows (in customer order), ranked and normalised among themselves."""
+    import numpy as np
+
+    products = len(tables.log_popularity)
+    segment = _segment_ids(sizes)
+    bought_keys = histories.customer * products + histories.rows  # ascending: rows are sorted within a customer
+    keys = segment * products + rows
+    at = np.minimum(np.searchsorted(bought_keys, keys), len(bought_keys) - 1)
+    bought = bought_keys[at] == keys
 
     def per_candidate(values: Floats, missing: float = 0.0) -> Floats:
         out: Floats = np.where(bought, values[at], np.float32(missing))
         return out
 
-    ease = ease_scores(history, tables, rows)
+    ease = ease_scores(histories, tables, rows, segment)
     popularity, recent = tables.log_popularity[rows], tables.log_popularity_recent[rows]
-    customer = np.log1p([len(history.rows), float(history.count.sum()), float(history.days_since.min())])
+    customer = np.log1p(
+        np.stack(
+            [
+                histories.sizes.astype(np.float64),
+                np.add.reduceat(histories.count, histories.starts).astype(np.float64),
+                np.minimum.reduceat(histories.days_since, histories.starts).astype(np.float64),
+            ]
+        )
+    ).astype(np.float32)[:, segment]
     columns = [
         bought.astype(np.float32),
-        np.log1p(per_candidate(history.count)),
-        np.log1p(per_candidate(history.quantity)),
-        np.log1p(per_candidate(history.days_since, NEVER_DAYS)),
-        *(np.log1p(per_candidate(decayed)) for decayed in history.decayed),
-        _z_scores(ease),
-        _log_ranks(ease),
+        np.log1p(per_candidate(histories.count)),
+        np.log1p(per_candidate(histories.quantity)),
+        np.log1p(per_candidate(histories.days_since, NEVER_DAYS)),
+        *(np.log1p(per_candidate(decayed)) for decayed in histories.decayed),
+        _z_scores(ease, sizes, segment),
+        _log_ranks(ease, sizes, segment),
         np.clip(ease, -1.0, 2.0),
         popularity,
         recent,
         recent - popularity,
-        *(np.full(len(rows), value, dtype=np.float32) for value in customer),
+        *customer,
     ]
     return np.stack(columns, axis=1).astype(np.float32)
 
