@@ -25,6 +25,7 @@ from recsys.scoring import (
     HistoryArrays,
     ProductTables,
     batch_features,
+    descending_keys,
     features,
     query_embeddings,
     sigmoid,
@@ -288,17 +289,16 @@ class Recommender:
         customer's candidates sorted by score."""
         import numpy as np
 
-        arrays = [self.history_arrays(products, now) for products, _ in histories]
-        usable = [i for i, a in enumerate(arrays) if a is not None]
+        batch, usable = Histories.read([products for products, _ in histories], self._product_rows, now)
         ranked: list[Ranked | None] = [None] * len(histories)
-        if not usable:
+        if batch is None:
             return ranked
-        batch = Histories.of([a for a in arrays if a is not None])
         queries = self.queries(batch, [histories[i][1] for i in usable])
         rows, sizes = self._candidates_many(batch, queries, exclude_purchased=exclude_purchased)
         head = self._heads["new" if exclude_purchased else "all"]
         scores = sigmoid(head.logits(batch_features(rows, sizes, batch, self._tables)))
-        order = np.lexsort((-scores, np.repeat(np.arange(len(sizes)), sizes)))  # by customer, best first (stable)
+        # by customer, best first, ties in candidate order (a stable sort of -scores)
+        order = np.argsort(descending_keys(scores, np.repeat(np.arange(len(sizes)), sizes)), kind="stable")
         ids, scores = self._product_ids[rows[order]], scores[order]
         ends = np.cumsum(sizes).tolist()
         for i, start, end in zip(usable, [0, *ends[:-1]], ends, strict=True):

@@ -16,8 +16,9 @@ features are the same numbers whether computed alone or in a batch.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from typing import TYPE_CHECKING, Protocol
 
 from recsys.domain import DAY_SECONDS, HALF_LIVES_DAYS
@@ -82,24 +83,40 @@ class HistoryArrays:
     @classmethod
     def of(cls, history: Mapping[str, Bought], product_rows: Mapping[str, int], now: float) -> HistoryArrays | None:
         """None when the model knows none of the products."""
-        import numpy as np
+        known = _known(history, product_rows)
+        return cls(*_history_columns(known, len(known), now)) if known else None
 
-        known = sorted((product_rows[p], b) for p, b in history.items() if p in product_rows)
-        if not known:
-            return None
-        size = len(known)
-        bought = [b for _, b in known]
-        half_lives = np.asarray(HALF_LIVES_DAYS, dtype=np.float64)[:, None] * DAY_SECONDS
-        decayed = np.asarray([b.decayed for b in bought], dtype=np.float64).T  # [H, N] as of each ref
-        since_ref = np.maximum(now - np.fromiter((b.ref for b in bought), np.float64, size), 0.0)
-        since_last = np.fromiter((now - b.last_purchased for b in bought), np.float64, size)
-        return cls(
-            rows=np.fromiter((row for row, _ in known), np.int64, size),
-            count=np.fromiter((b.count for b in bought), np.float32, size),
-            quantity=np.fromiter((b.quantity for b in bought), np.float32, size),
-            days_since=(np.maximum(since_last, 0.0) / DAY_SECONDS).astype(np.float32),
-            decayed=(decayed * np.exp2(-since_ref / half_lives)).astype(np.float32),
-        )
+
+_TABLE_WIDTH = 5 + len(HALF_LIVES_DAYS)  # row, count, quantity, last purchased, ref, decayed per half-life
+
+
+def _known(history: Mapping[str, Bought], product_rows: Mapping[str, int]) -> list[tuple[float, ...]]:
+    """The products of ``history`` the model knows, by row: (row, count, quantity, last purchased, ref, *decayed)."""
+    return sorted(
+        (row, b.count, b.quantity, b.last_purchased, b.ref, *b.decayed)
+        for p, b in history.items()
+        if (row := product_rows.get(p)) is not None
+    )
+
+
+def _history_columns(
+    known: Iterable[tuple[float, ...]], size: int, now: float
+) -> tuple[Ints, Floats, Floats, Floats, Floats]:
+    """HistoryArrays' columns of ``size`` products (``_known``'s tuples), as of ``now``: elementwise arithmetic, so
+    a product's values are the same whichever products are computed with it."""
+    import numpy as np
+
+    table = np.fromiter(chain.from_iterable(known), np.float64, size * _TABLE_WIDTH).reshape(size, _TABLE_WIDTH)
+    half_lives = np.asarray(HALF_LIVES_DAYS, dtype=np.float64)[:, None] * DAY_SECONDS
+    since_ref = np.maximum(now - table[:, 4], 0.0)
+    since_last = now - table[:, 3]
+    return (
+        table[:, 0].astype(np.int64),
+        table[:, 1].astype(np.float32),
+        table[:, 2].astype(np.float32),
+        (np.maximum(since_last, 0.0) / DAY_SECONDS).astype(np.float32),
+        (table[:, 5:].T * np.exp2(-since_ref / half_lives)).astype(np.float32),  # decayed as of each ref, then now
+    )
 
 
 @dataclass(frozen=True)
@@ -129,6 +146,22 @@ class Histories:
             decayed=np.concatenate([h.decayed for h in histories], axis=1),
             sizes=np.fromiter((len(h.rows) for h in histories), np.int64, len(histories)),
         )
+
+    @classmethod
+    def read(
+        cls, histories: Sequence[Mapping[str, Bought]], product_rows: Mapping[str, int], now: float
+    ) -> tuple[Histories | None, list[int]]:
+        """The histories that hold a product the model knows, as ``HistoryArrays.of`` reads each (the same numbers),
+        and their indexes in ``histories``; None if none does."""
+        import numpy as np
+
+        known = [_known(history, product_rows) for history in histories]
+        usable = [i for i, products in enumerate(known) if products]
+        if not usable:
+            return None, usable
+        sizes = np.fromiter((len(known[i]) for i in usable), np.int64, len(usable))
+        columns = _history_columns(chain.from_iterable(known[i] for i in usable), int(sizes.sum()), now)
+        return cls(*columns, sizes=sizes), usable
 
     def __len__(self) -> int:
         return len(self.sizes)
@@ -200,20 +233,35 @@ class Head:
     biases: tuple[Floats, ...]
 
     def logits(self, features: Floats) -> Floats:
+        """One logit a row, LOGIT_ROWS rows at a time (each layer's output stays in cache)."""
+        import numpy as np
+
+        out: Floats = np.empty(len(features), np.float32)
+        for start in range(0, len(features), LOGIT_ROWS):
+            out[start : start + LOGIT_ROWS] = self._logits(features[start : start + LOGIT_ROWS])
+        return out
+
+    def _logits(self, features: Floats) -> Floats:
         import numpy as np
 
         hidden = (features - self.mean) / self.std
         for kernel, bias in zip(self.kernels[:-1], self.biases[:-1], strict=True):
-            hidden = np.maximum(hidden @ kernel + bias, 0.0)
+            hidden = hidden @ kernel
+            hidden += bias
+            np.maximum(hidden, 0.0, out=hidden)
         # the output layer (one unit) as a sum of columns: a row's logit does not depend on the rows computed with it
         # (BLAS's matrix-vector product rounds the last rows of a matrix differently), so a customer's scores are the
         # same alone and in a batch
+        columns = np.ascontiguousarray(hidden.T)
         kernel, bias = self.kernels[-1][:, 0], self.biases[-1][0]
-        out: Floats = hidden[:, 0] * kernel[0]
+        out: Floats = columns[0] * kernel[0]
         for column in range(1, len(kernel)):
-            out = out + hidden[:, column] * kernel[column]
-        logits: Floats = out + bias
-        return logits
+            out += columns[column] * kernel[column]
+        out += bias
+        return out
+
+
+LOGIT_ROWS = 4096
 
 
 def candidates(retrieved: Ints, history: HistoryArrays, *, exclude_purchased: bool) -> Ints:
@@ -263,23 +311,35 @@ def _z_scores(values: Floats, sizes: Ints, segment: Ints) -> Floats:
     return out
 
 
+def descending_keys(values: Floats, segment: Ints) -> Ints:
+    """int64 keys that order (segment ascending, value descending) as the float32 ``values`` compare (0.0 and -0.0
+    equal): sorting the keys sorts each segment's values largest first."""
+    import numpy as np
+
+    bits = (values + np.float32(0.0)).view(np.int32).astype(np.int64)  # + 0.0: -0.0 becomes 0.0
+    ordered = np.where(bits < 0, -(bits & 0x7FFFFFFF), bits)  # the floats' order as integers
+    keys: Ints = (segment << 32) + (0x7FFFFFFF - ordered)
+    return keys
+
+
 def _log_ranks(values: Floats, sizes: Ints, segment: Ints) -> Floats:
     """log1p of each value's 0-based rank within its segment, best (largest) first; ties share the best rank (so a
     candidate's rank does not depend on the order the candidates come in)."""
     import numpy as np
 
-    order = np.lexsort((-values, segment))  # by segment, then largest first
-    ordered, ordered_segment = values[order], segment[order]
+    keys = descending_keys(values, segment)
+    order = np.argsort(keys)
+    ordered = keys[order]
     position = np.arange(len(values))
     tie_start = np.ones(len(values), bool)
-    tie_start[1:] = (ordered_segment[1:] != ordered_segment[:-1]) | (ordered[1:] != ordered[:-1])
+    tie_start[1:] = ordered[1:] != ordered[:-1]
     first = np.maximum.accumulate(np.where(tie_start, position, 0))  # the first of each run of equal values
     out: Floats = np.empty(len(values), np.float32)
-    out[order] = np.log1p(first - _starts(sizes)[ordered_segment]).astype(np.float32)
+    out[order] = np.log1p(first - _starts(sizes)[segment[order]]).astype(np.float32)
     return out
 
 
-EASE_BLOCK = 1 << 22  # (customers x products) EASE totals summed at a time
+EASE_BLOCK = 1 << 17  # (customers x products) EASE totals summed at a time (a megabyte: in cache)
 
 
 def ease_scores(histories: Histories, tables: ProductTables, rows: Ints, segment: Ints) -> Floats:

@@ -256,7 +256,7 @@ def batch_profile(
 ) -> dict[str, float]:
     """Microseconds a customer in each step of ``Recommender.recommend_many``, over every customer in batches of 256
     (the steps called one by one, as ``recommend_many`` calls them)."""
-    from recsys.scoring import Histories, batch_features, sigmoid
+    from recsys.scoring import Histories, batch_features, descending_keys, sigmoid
 
     spent = dict.fromkeys(("history_arrays", "queries", "search", "candidates", "features", "head", "sort"), 0.0)
     head = recommender._heads["all"]
@@ -264,10 +264,11 @@ def batch_profile(
     for i in range(0, len(asked), BATCH_SIZE):
         page = asked[i : i + BATCH_SIZE]
         t0 = clock()
-        arrays = [recommender.history_arrays(p, now) for p, _ in page]
+        batch, usable = Histories.read([p for p, _ in page], recommender._product_rows, now)
         t1 = clock()
-        batch = Histories.of([a for a in arrays if a is not None])
-        queries = recommender.queries(batch, [c for (_, c), a in zip(page, arrays, strict=True) if a is not None])
+        if batch is None:
+            continue
+        queries = recommender.queries(batch, [page[i][1] for i in usable])
         t2 = clock()
         recommender.search_many(queries, recommender._k_max + batch.sizes)
         t3 = clock()
@@ -277,7 +278,7 @@ def batch_profile(
         t5 = clock()
         scores = sigmoid(head.logits(x))
         t6 = clock()
-        np.lexsort((-scores, np.repeat(np.arange(len(sizes)), sizes)))
+        np.argsort(descending_keys(scores, np.repeat(np.arange(len(sizes)), sizes)), kind="stable")
         t7 = clock()
         steps = (t1 - t0, t2 - t1, t3 - t2, t4 - t3 - (t3 - t2), t5 - t4, t6 - t5, t7 - t6)
         for step, seconds in zip(spent, steps, strict=True):
