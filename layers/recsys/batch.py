@@ -3,9 +3,12 @@ parallel Scan at a time. `recsys batch` runs the segments on one machine; in AWS
 runs the batch function (``handler``, functions/batch_generate) on each.
 
 Customers are enumerated from the purchase histories the service keeps (``DynamoDBStore.histories``: a Scan segment
-filtered to history items). Each customer goes through ``RecommendationService.regenerate``: generate's own
-``generation`` on the history just read, one conditional write of the list (manual items and exclusions kept), a
-lost race re-read and retried up to WRITE_RETRIES times, then counted as failed and listed.
+filtered to history items), a page of PAGE_CUSTOMERS at a time: the model runs for the page at once
+(``RecommendationService.regenerations``: generate's own ``generation`` for each history just read, computed together
+by ``Recommender.recommend_many``, which gives each customer what ``recommend`` gives them alone), then each customer
+goes through ``RecommendationService.regenerate``: one conditional write of the list (manual items and exclusions
+kept), a lost race re-read and retried up to WRITE_RETRIES times, then counted as failed and listed. A page's lists
+are generated as of the moment its model run starts.
 
 Idempotent: a customer whose list already has the model's version is skipped (unless ``force``), so a run that was
 stopped and started again writes only the customers it had not reached, each once.
@@ -27,9 +30,10 @@ if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
     from recsys.domain import PurchaseHistory
-    from recsys.service import RecommendationService
+    from recsys.service import Generated, RecommendationService
     from recsys.settings import Settings
 
+PAGE_CUSTOMERS = 256  # customers whose lists the model computes at once (one recommend_many call)
 STOP_MARGIN_SECONDS = 60  # the batch function stops a segment at least this long before its Lambda timeout
 SKIP_REASONS = ("current", "no_history")  # a list already of this model version; no history the model knows
 
@@ -134,25 +138,42 @@ def regenerate_segment(
         raise TypeError(f"batch generation scans the store's histories; {type(store).__name__} cannot")
     started = time.perf_counter()
     done = Accounting(segments=[segment])
-    for history in store.histories(segment, total_segments):
-        if should_stop():
-            done.complete = False
+    for page in _pages(store.histories(segment, total_segments), PAGE_CUSTOMERS):
+        generated = service.regenerations(page, options.k, exclude_purchased=options.exclude_purchased)
+        for history, change in zip(page, generated, strict=True):
+            if should_stop():
+                done.complete = False
+                break
+            outcome = _regenerate(service, history, options, change)
+            done.seen += 1
+            if outcome == "written":
+                done.written += 1
+            elif outcome == "failed":
+                done.failed.append(history.customer_id)
+            else:
+                done.skipped[outcome] += 1
+            on_customer(outcome)
+        if not done.complete:
             break
-        outcome = _regenerate(service, history, options)
-        done.seen += 1
-        if outcome == "written":
-            done.written += 1
-        elif outcome == "failed":
-            done.failed.append(history.customer_id)
-        else:
-            done.skipped[outcome] += 1
-        on_customer(outcome)
     done.model_version = service.model_version()
     done.seconds = time.perf_counter() - started
     return done
 
 
-def _regenerate(service: RecommendationService, history: PurchaseHistory, options: BatchOptions) -> str:
+def _pages(histories: Iterator[PurchaseHistory], size: int) -> Iterator[list[PurchaseHistory]]:
+    page: list[PurchaseHistory] = []
+    for history in histories:
+        page.append(history)
+        if len(page) == size:
+            yield page
+            page = []
+    if page:
+        yield page
+
+
+def _regenerate(
+    service: RecommendationService, history: PurchaseHistory, options: BatchOptions, generated: Generated
+) -> str:
     try:
         return service.regenerate(
             history,
@@ -160,6 +181,7 @@ def _regenerate(service: RecommendationService, history: PurchaseHistory, option
             popular_for_unknown=options.popular_for_unknown,
             force=options.force,
             exclude_purchased=options.exclude_purchased,
+            generated=generated,
         )
     except (ConflictError, UnavailableError) as error:
         logger.warning("batch: customer %s failed: %s", history.customer_id, error.message)

@@ -8,12 +8,17 @@ half-lives, as of the request time), its EASE item-item score from the customer'
 among the candidates, and raw), its popularity (log distinct customers overall and in the 30 days before the model's
 data end, and their difference: "trending") and three customer-level values (log distinct products, log purchase
 events, log days since the latest purchase).
+
+The query tower and the features are computed for many customers at once (``Histories``: their arrays end to end,
+per-customer sums, minima and ranks as segment operations); one customer is a batch of one, so a customer's query and
+features are the same numbers whether computed alone or in a batch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from typing import TYPE_CHECKING, Protocol
 
 from recsys.domain import DAY_SECONDS, HALF_LIVES_DAYS
@@ -78,40 +83,134 @@ class HistoryArrays:
     @classmethod
     def of(cls, history: Mapping[str, Bought], product_rows: Mapping[str, int], now: float) -> HistoryArrays | None:
         """None when the model knows none of the products."""
+        known = _known(history, product_rows)
+        return cls(*_history_columns(known, len(known), now)) if known else None
+
+
+_TABLE_WIDTH = 5 + len(HALF_LIVES_DAYS)  # row, count, quantity, last purchased, ref, decayed per half-life
+
+
+def _known(history: Mapping[str, Bought], product_rows: Mapping[str, int]) -> list[tuple[float, ...]]:
+    """The products of ``history`` the model knows, by row: (row, count, quantity, last purchased, ref, *decayed)."""
+    return sorted(
+        (row, b.count, b.quantity, b.last_purchased, b.ref, *b.decayed)
+        for p, b in history.items()
+        if (row := product_rows.get(p)) is not None
+    )
+
+
+def _history_columns(
+    known: Iterable[tuple[float, ...]], size: int, now: float
+) -> tuple[Ints, Floats, Floats, Floats, Floats]:
+    """HistoryArrays' columns of ``size`` products (``_known``'s tuples), as of ``now``: elementwise arithmetic, so
+    a product's values are the same whichever products are computed with it."""
+    import numpy as np
+
+    table = np.fromiter(chain.from_iterable(known), np.float64, size * _TABLE_WIDTH).reshape(size, _TABLE_WIDTH)
+    half_lives = np.asarray(HALF_LIVES_DAYS, dtype=np.float64)[:, None] * DAY_SECONDS
+    since_ref = np.maximum(now - table[:, 4], 0.0)
+    since_last = now - table[:, 3]
+    return (
+        table[:, 0].astype(np.int64),
+        table[:, 1].astype(np.float32),
+        table[:, 2].astype(np.float32),
+        (np.maximum(since_last, 0.0) / DAY_SECONDS).astype(np.float32),
+        (table[:, 5:].T * np.exp2(-since_ref / half_lives)).astype(np.float32),  # decayed as of each ref, then now
+    )
+
+
+@dataclass(frozen=True)
+class Histories:
+    """Several customers' ``HistoryArrays`` end to end: customer i's products are ``starts[i]:starts[i] + sizes[i]``
+    (every customer has at least one)."""
+
+    rows: Ints
+    count: Floats
+    quantity: Floats
+    days_since: Floats
+    decayed: Floats  # [len(HALF_LIVES_DAYS), N]
+    sizes: Ints
+
+    @classmethod
+    def of(cls, histories: Sequence[HistoryArrays]) -> Histories:
         import numpy as np
 
-        known = sorted((product_rows[p], b) for p, b in history.items() if p in product_rows)
-        if not known:
-            return None
-        size = len(known)
-        bought = [b for _, b in known]
-        half_lives = np.asarray(HALF_LIVES_DAYS, dtype=np.float64)[:, None] * DAY_SECONDS
-        decayed = np.asarray([b.decayed for b in bought], dtype=np.float64).T  # [H, N] as of each ref
-        since_ref = np.maximum(now - np.fromiter((b.ref for b in bought), np.float64, size), 0.0)
-        since_last = np.fromiter((now - b.last_purchased for b in bought), np.float64, size)
+        if len(histories) == 1:
+            one = histories[0]
+            return cls(one.rows, one.count, one.quantity, one.days_since, one.decayed, np.asarray([len(one.rows)]))
         return cls(
-            rows=np.fromiter((row for row, _ in known), np.int64, size),
-            count=np.fromiter((b.count for b in bought), np.float32, size),
-            quantity=np.fromiter((b.quantity for b in bought), np.float32, size),
-            days_since=(np.maximum(since_last, 0.0) / DAY_SECONDS).astype(np.float32),
-            decayed=(decayed * np.exp2(-since_ref / half_lives)).astype(np.float32),
+            rows=np.concatenate([h.rows for h in histories]),
+            count=np.concatenate([h.count for h in histories]),
+            quantity=np.concatenate([h.quantity for h in histories]),
+            days_since=np.concatenate([h.days_since for h in histories]),
+            decayed=np.concatenate([h.decayed for h in histories], axis=1),
+            sizes=np.fromiter((len(h.rows) for h in histories), np.int64, len(histories)),
         )
+
+    @classmethod
+    def read(
+        cls, histories: Sequence[Mapping[str, Bought]], product_rows: Mapping[str, int], now: float
+    ) -> tuple[Histories | None, list[int]]:
+        """The histories that hold a product the model knows, as ``HistoryArrays.of`` reads each (the same numbers),
+        and their indexes in ``histories``; None if none does."""
+        import numpy as np
+
+        known = [_known(history, product_rows) for history in histories]
+        usable = [i for i, products in enumerate(known) if products]
+        if not usable:
+            return None, usable
+        sizes = np.fromiter((len(known[i]) for i in usable), np.int64, len(usable))
+        columns = _history_columns(chain.from_iterable(known[i] for i in usable), int(sizes.sum()), now)
+        return cls(*columns, sizes=sizes), usable
+
+    def __len__(self) -> int:
+        return len(self.sizes)
+
+    @property
+    def starts(self) -> Ints:
+        return _starts(self.sizes)
+
+    @property
+    def customer(self) -> Ints:
+        """[N] the customer (index) of each product."""
+        return _segment_ids(self.sizes)
+
+    def customer_rows(self, customer: int) -> Ints:
+        """The product rows customer ``customer`` bought, sorted."""
+        start = int(self.starts[customer])
+        return self.rows[start : start + int(self.sizes[customer])]
 
 
 def query_embedding(
     history: HistoryArrays, history_vectors: Floats, half_life_days: float, country_vector: Floats | None
 ) -> Floats:
-    """The query tower: the mean of the products' history embeddings weighted by log(1 + times bought) x
-    2^(-days since last bought / half-life), plus the country's embedding. Ages count from the latest purchase: the
-    weighted mean is the same, and an old history does not underflow to zero."""
+    """One customer's query (``query_embeddings`` of a batch of one)."""
     import numpy as np
 
-    ages = history.days_since
-    weights = np.log1p(history.count) * np.exp2(-(ages - ages.min()) / np.float32(half_life_days))
-    query: Floats = (weights @ history_vectors[history.rows]) / max(float(weights.sum()), 1e-6)
-    if country_vector is not None:
-        query = query + country_vector
+    countries = None if country_vector is None else country_vector[None]
+    query: Floats = query_embeddings(Histories.of([history]), history_vectors, half_life_days, countries)[0]
     return query.astype(np.float32)
+
+
+def query_embeddings(
+    histories: Histories, history_vectors: Floats, half_life_days: float, country_vectors: Floats | None
+) -> Floats:
+    """[customers, D] the query tower: the mean of the products' history embeddings weighted by log(1 + times bought)
+    x 2^(-days since last bought / half-life), plus the customer's country's embedding (``country_vectors`` [customers,
+    D]: zeros for an unknown country; None: none). Ages count from the customer's latest purchase: the weighted mean is
+    the same, and an old history does not underflow to zero."""
+    import numpy as np
+
+    starts, customer = histories.starts, histories.customer
+    ages = histories.days_since
+    youngest = np.minimum.reduceat(ages, starts)[customer]
+    weights = np.log1p(histories.count) * np.exp2(-(ages - youngest) / np.float32(half_life_days))
+    sums = np.add.reduceat(weights[:, None] * history_vectors[histories.rows], starts, axis=0)
+    totals = np.maximum(np.add.reduceat(weights, starts), np.float32(1e-6))
+    queries: Floats = sums / totals[:, None]
+    if country_vectors is not None:
+        queries = queries + country_vectors
+    return queries.astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -134,16 +233,35 @@ class Head:
     biases: tuple[Floats, ...]
 
     def logits(self, features: Floats) -> Floats:
+        """One logit a row, LOGIT_ROWS rows at a time (each layer's output stays in cache)."""
+        import numpy as np
+
+        out: Floats = np.empty(len(features), np.float32)
+        for start in range(0, len(features), LOGIT_ROWS):
+            out[start : start + LOGIT_ROWS] = self._logits(features[start : start + LOGIT_ROWS])
+        return out
+
+    def _logits(self, features: Floats) -> Floats:
         import numpy as np
 
         hidden = (features - self.mean) / self.std
-        last = len(self.kernels) - 1
-        for layer, (kernel, bias) in enumerate(zip(self.kernels, self.biases, strict=True)):
-            hidden = hidden @ kernel + bias
-            if layer < last:
-                hidden = np.maximum(hidden, 0.0)
-        out: Floats = hidden[:, 0]
+        for kernel, bias in zip(self.kernels[:-1], self.biases[:-1], strict=True):
+            hidden = hidden @ kernel
+            hidden += bias
+            np.maximum(hidden, 0.0, out=hidden)
+        # the output layer (one unit) as a sum of columns: a row's logit does not depend on the rows computed with it
+        # (BLAS's matrix-vector product rounds the last rows of a matrix differently), so a customer's scores are the
+        # same alone and in a batch
+        columns = np.ascontiguousarray(hidden.T)
+        kernel, bias = self.kernels[-1][:, 0], self.biases[-1][0]
+        out: Floats = columns[0] * kernel[0]
+        for column in range(1, len(kernel)):
+            out += columns[column] * kernel[column]
+        out += bias
         return out
+
+
+LOGIT_ROWS = 4096
 
 
 def candidates(retrieved: Ints, history: HistoryArrays, *, exclude_purchased: bool) -> Ints:
@@ -155,32 +273,93 @@ def candidates(retrieved: Ints, history: HistoryArrays, *, exclude_purchased: bo
     return fresh if exclude_purchased else np.concatenate([fresh, history.rows])
 
 
-def _z_scores(values: Floats) -> Floats:
+def _starts(sizes: Ints) -> Ints:
     import numpy as np
 
-    std = float(values.std())
-    out: Floats = (values - values.mean()) / np.float32(std if std > 1e-6 else 1.0)
+    starts: Ints = np.zeros(len(sizes), np.int64)
+    np.cumsum(sizes[:-1], out=starts[1:])
+    return starts
+
+
+def _segment_ids(sizes: Ints) -> Ints:
+    import numpy as np
+
+    ids: Ints = np.repeat(np.arange(len(sizes), dtype=np.int64), sizes)
+    return ids
+
+
+def _segment_sums(values: Floats, sizes: Ints) -> npt.NDArray[np.float64]:
+    """Per-segment sums in float64 (0 for an empty segment)."""
+    import numpy as np
+
+    out = np.zeros(len(sizes), np.float64)
+    filled = sizes > 0
+    if filled.any():
+        out[filled] = np.add.reduceat(values, _starts(sizes)[filled], dtype=np.float64)
     return out
 
 
-def _log_ranks(values: Floats) -> Floats:
-    """log1p of each value's 0-based rank, best (largest) first; ties share the best rank (so a candidate's rank does
-    not depend on the order the candidates come in)."""
+def _z_scores(values: Floats, sizes: Ints, segment: Ints) -> Floats:
+    """Each value z-scored within its segment (a standard deviation below 1e-6 counts as 1)."""
     import numpy as np
 
-    descending = np.sort(-values)
-    out: Floats = np.log1p(np.searchsorted(descending, -values, side="left")).astype(np.float32)
+    count = np.maximum(sizes, 1)
+    mean = (_segment_sums(values, sizes) / count)[segment]
+    centred = values - mean
+    std = np.sqrt(_segment_sums(centred * centred, sizes) / count)
+    out: Floats = (centred / np.where(std > 1e-6, std, 1.0)[segment]).astype(np.float32)
     return out
 
 
-def ease_scores(history: HistoryArrays, tables: ProductTables, rows: Ints) -> Floats:
-    """EASE scores of the product ``rows`` for a customer: the sum over bought products of their neighbour weights."""
+def descending_keys(values: Floats, segment: Ints) -> Ints:
+    """int64 keys that order (segment ascending, value descending) as the float32 ``values`` compare (0.0 and -0.0
+    equal): sorting the keys sorts each segment's values largest first."""
     import numpy as np
 
-    size = len(tables.log_popularity)
-    columns = tables.ease_columns[history.rows].ravel()
-    totals = np.bincount(columns, weights=tables.ease_values[history.rows].ravel(), minlength=size)
-    out: Floats = totals[rows].astype(np.float32)
+    bits = (values + np.float32(0.0)).view(np.int32).astype(np.int64)  # + 0.0: -0.0 becomes 0.0
+    ordered = np.where(bits < 0, -(bits & 0x7FFFFFFF), bits)  # the floats' order as integers
+    keys: Ints = (segment << 32) + (0x7FFFFFFF - ordered)
+    return keys
+
+
+def _log_ranks(values: Floats, sizes: Ints, segment: Ints) -> Floats:
+    """log1p of each value's 0-based rank within its segment, best (largest) first; ties share the best rank (so a
+    candidate's rank does not depend on the order the candidates come in)."""
+    import numpy as np
+
+    keys = descending_keys(values, segment)
+    order = np.argsort(keys)
+    ordered = keys[order]
+    position = np.arange(len(values))
+    tie_start = np.ones(len(values), bool)
+    tie_start[1:] = ordered[1:] != ordered[:-1]
+    first = np.maximum.accumulate(np.where(tie_start, position, 0))  # the first of each run of equal values
+    out: Floats = np.empty(len(values), np.float32)
+    out[order] = np.log1p(first - _starts(sizes)[segment[order]]).astype(np.float32)
+    return out
+
+
+EASE_BLOCK = 1 << 17  # (customers x products) EASE totals summed at a time (a megabyte: in cache)
+
+
+def ease_scores(histories: Histories, tables: ProductTables, rows: Ints, segment: Ints) -> Floats:
+    """EASE scores of the product ``rows`` for their customers (``segment``, ascending): the sum over the products the
+    customer bought of their neighbour weights (float64, in the history's order), for a block of customers at a time."""
+    import numpy as np
+
+    products = len(tables.log_popularity)
+    block = max(1, EASE_BLOCK // products)
+    bought_bounds = np.concatenate([[0], np.cumsum(histories.sizes)])
+    owner = histories.customer
+    out: Floats = np.empty(len(rows), np.float32)
+    for first in range(0, len(histories), block):
+        last = min(first + block, len(histories))
+        bought = slice(int(bought_bounds[first]), int(bought_bounds[last]))
+        keys = ((owner[bought] - first)[:, None] * products + tables.ease_columns[histories.rows[bought]]).ravel()
+        values = tables.ease_values[histories.rows[bought]].ravel()
+        totals = np.bincount(keys, weights=values, minlength=(last - first) * products)
+        asked = slice(*np.searchsorted(segment, [first, last]).tolist())
+        out[asked] = totals[(segment[asked] - first) * products + rows[asked]]
     return out
 
 
@@ -188,29 +367,49 @@ def features(rows: Ints, history: HistoryArrays, tables: ProductTables) -> Float
     """[len(rows), len(FEATURES)] ranking features of the candidate product ``rows`` for one customer."""
     import numpy as np
 
-    at = np.minimum(np.searchsorted(history.rows, rows), len(history.rows) - 1)
-    bought = history.rows[at] == rows
+    return batch_features(rows, np.asarray([len(rows)]), Histories.of([history]), tables)
+
+
+def batch_features(rows: Ints, sizes: Ints, histories: Histories, tables: ProductTables) -> Floats:
+    """[len(rows), len(FEATURES)] ranking features of candidate product ``rows`` for many customers: customer i's
+    candidates are the next ``sizes[i]`` rows (in customer order), ranked and normalised among themselves."""
+    import numpy as np
+
+    products = len(tables.log_popularity)
+    segment = _segment_ids(sizes)
+    bought_keys = histories.customer * products + histories.rows  # ascending: rows are sorted within a customer
+    keys = segment * products + rows
+    at = np.minimum(np.searchsorted(bought_keys, keys), len(bought_keys) - 1)
+    bought = bought_keys[at] == keys
 
     def per_candidate(values: Floats, missing: float = 0.0) -> Floats:
         out: Floats = np.where(bought, values[at], np.float32(missing))
         return out
 
-    ease = ease_scores(history, tables, rows)
+    ease = ease_scores(histories, tables, rows, segment)
     popularity, recent = tables.log_popularity[rows], tables.log_popularity_recent[rows]
-    customer = np.log1p([len(history.rows), float(history.count.sum()), float(history.days_since.min())])
+    customer = np.log1p(
+        np.stack(
+            [
+                histories.sizes.astype(np.float64),
+                np.add.reduceat(histories.count, histories.starts).astype(np.float64),
+                np.minimum.reduceat(histories.days_since, histories.starts).astype(np.float64),
+            ]
+        )
+    ).astype(np.float32)[:, segment]
     columns = [
         bought.astype(np.float32),
-        np.log1p(per_candidate(history.count)),
-        np.log1p(per_candidate(history.quantity)),
-        np.log1p(per_candidate(history.days_since, NEVER_DAYS)),
-        *(np.log1p(per_candidate(decayed)) for decayed in history.decayed),
-        _z_scores(ease),
-        _log_ranks(ease),
+        np.log1p(per_candidate(histories.count)),
+        np.log1p(per_candidate(histories.quantity)),
+        np.log1p(per_candidate(histories.days_since, NEVER_DAYS)),
+        *(np.log1p(per_candidate(decayed)) for decayed in histories.decayed),
+        _z_scores(ease, sizes, segment),
+        _log_ranks(ease, sizes, segment),
         np.clip(ease, -1.0, 2.0),
         popularity,
         recent,
         recent - popularity,
-        *(np.full(len(rows), value, dtype=np.float32) for value in customer),
+        *customer,
     ]
     return np.stack(columns, axis=1).astype(np.float32)
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 import functools
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, Protocol, TypeVar
 
 from recsys import budget
 from recsys.domain import Purchase, PurchaseHistory, Recommendation, RecommendationList, Source, utc_now
 from recsys.errors import ConflictError, NotFoundError, UnavailableError, UnprocessableError, VersionConflict
-from recsys.recommender import Recommender, load_recommender
+from recsys.recommender import Ranked, Recommender, load_recommender
 from recsys.schemas import ProductInput, RecordPurchasesRequest
 from recsys.settings import WRITE_BACKOFF_MAX, Settings
 
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 Change = Callable[[RecommendationList], RecommendationList]
+Generated = tuple[Source, Change]
 Regenerated = Literal["written", "current", "no_history"]
 Versioned = TypeVar("Versioned", RecommendationList, PurchaseHistory)
 Result = TypeVar("Result")
@@ -122,6 +123,20 @@ class RecommendationService:
         _, apply = generation(model, history, time.time(), k, exclude_purchased=exclude_purchased)
         return self._write_list(customer_id, apply, create=True, read=listed)
 
+    def regenerations(
+        self, histories: Sequence[PurchaseHistory], k: int, *, exclude_purchased: bool = False
+    ) -> list[Generated]:
+        """Batch generation's list for each customer whose history was just read (``generations``, the model run
+        for all of them at once), to write with ``regenerate``."""
+        return generations(
+            self._recommender(),
+            histories,
+            time.time(),
+            k,
+            exclude_purchased=exclude_purchased,
+            max_items=self.settings.max_items,
+        )
+
     def regenerate(
         self,
         history: PurchaseHistory,
@@ -130,18 +145,18 @@ class RecommendationService:
         popular_for_unknown: bool = False,
         force: bool = False,
         exclude_purchased: bool = False,
+        generated: Generated | None = None,
     ) -> Regenerated:
         """Batch generation for one customer whose ``history`` was just read: generate's list for it (the same
-        ``generation``), written with generate's conditional write and retries, keeping manual items and exclusions.
+        ``generation``; or ``generated``, its ``regenerations`` with the same k and exclude_purchased), written with
+        generate's conditional write and retries, keeping manual items and exclusions.
 
         ``"no_history"`` (nothing written) when the history holds nothing the model knows, unless
         ``popular_for_unknown``; ``"current"`` (nothing written) when the stored list already has this model's
         version, unless ``force``; otherwise ``"written"``. ConflictError when the write kept losing races
         (WRITE_RETRIES), UnavailableError when DynamoDB failed."""
         model = self._recommender()
-        source, apply = generation(
-            model, history, time.time(), k, exclude_purchased=exclude_purchased, max_items=self.settings.max_items
-        )
+        source, apply = generated or self.regenerations([history], k, exclude_purchased=exclude_purchased)[0]
         if source == "popular" and not popular_for_unknown:
             return "no_history"
 
@@ -310,19 +325,47 @@ def generation(
     *,
     exclude_purchased: bool = False,
     max_items: int | None = None,
-) -> tuple[Source, Change]:
+) -> Generated:
     """What generate makes of a customer's list: the model's top-k for their purchase history as of ``now`` (the most
     popular products when it holds nothing the model knows: source ``"popular"``), without excluded products, as a
     change to apply to the stored list (re-applied on every retry of the conditional write).
 
     With ``max_items`` (batch generation) the list's manual items are kept beside the k generated ones, best first,
     at most ``max_items`` in all (manual items first); without it (generate) the generated items replace the list's."""
-    bought = history.products if history is not None else {}
-    country = history.country if history is not None else None
-    ranked = model.recommend(bought, country, now, exclude_purchased=exclude_purchased)
-    source: Source = "model"
-    if ranked is None:
-        ranked, source = model.popular(), "popular"
+    return generations(model, [history], now, k, exclude_purchased=exclude_purchased, max_items=max_items)[0]
+
+
+def generations(
+    model: Recommender,
+    histories: Sequence[PurchaseHistory | None],
+    now: float,
+    k: int,
+    *,
+    exclude_purchased: bool = False,
+    max_items: int | None = None,
+) -> list[Generated]:
+    """``generation`` for each history, the model run for all of them at once (``Recommender.recommend_many``: each
+    customer's ranking is the one ``recommend`` gives them alone)."""
+    bought = [history.products if history is not None else {} for history in histories]
+    countries = [history.country if history is not None else None for history in histories]
+    ranked = model.recommend_many(list(zip(bought, countries, strict=True)), now, exclude_purchased=exclude_purchased)
+    return [
+        _change(model, found, products, k, exclude_purchased=exclude_purchased, max_items=max_items)
+        for found, products in zip(ranked, bought, strict=True)
+    ]
+
+
+def _change(
+    model: Recommender,
+    found: Ranked | None,
+    bought: Mapping[str, object],
+    k: int,
+    *,
+    exclude_purchased: bool,
+    max_items: int | None,
+) -> Generated:
+    source: Source = "model" if found is not None else "popular"
+    ranked = found if found is not None else model.popular()
     leave_out = bought.keys() if exclude_purchased else frozenset()
 
     def apply(stored: RecommendationList) -> RecommendationList:

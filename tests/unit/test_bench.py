@@ -72,7 +72,8 @@ def test_every_section_is_written(results: tuple[dict[str, Any], str]) -> None:
             assert catalogue["peers"][catalogue["best_peer"]]["recall_at_10"] >= 0.99
             assert catalogue["served_vs_best_peer"] > 0
     assert {"recommend", "score", "score_signature"} <= data["wrapper"].keys()
-    assert {"batched", "single"} <= data["batch"].keys()
+    assert {"batched", "two_stage", "single", "two_stage_speedup", "identical", "profile"} <= data["batch"].keys()
+    assert data["batch"]["identical"] == 1.0  # recommend_many gives each customer what recommend gives them
     batch = data["batch_store"]  # --quick: the first 300 retail customers, every one written, none failed
     assert (batch["customers"], batch["accounting"]["written"], batch["accounting"]["failed"]) == (300, 300, 0)
     assert batch["bottleneck"] in {"model", "write path (GetItem + conditional PutItem)"}

@@ -205,3 +205,52 @@ def test_the_served_search_on_a_brute_force_index_is_the_signatures(tmp_path: Pa
         assert [model.product_id(int(row)) for row in rows] == expected
         assert np.allclose(scores, out["scores"][0][: len(expected)], atol=1e-5)
         assert len(rows) == min(products, 200)
+
+
+@pytest.mark.parametrize("exclude_purchased", [False, True])
+def test_recommend_many_is_recommend_for_each_customer(
+    recommender: Recommender, histories: SliceHistories, exclude_purchased: bool
+) -> None:
+    # Given every slice customer's history (the heaviest buyer among them), a history the model cannot use and a
+    # country it does not know
+    samples = list(histories.by_customer.values())
+    unusable = PurchaseHistory("c").add([Purchase("NOPE-1", 1, int(histories.now))], 500)
+    asked = [(h.products, h.country) for h in samples]
+    asked[3:3] = [(unusable.products, None), (samples[0].products, "Atlantis")]
+    # When they are recommended for all at once
+    many = recommender.recommend_many(asked, histories.now, exclude_purchased=exclude_purchased)
+    # Then each customer gets what recommend gives them alone: the same products, scores and order
+    assert len(many) == len(asked)
+    for (products, country), ranked in zip(asked, many, strict=True):
+        alone = recommender.recommend(products, country, histories.now, exclude_purchased=exclude_purchased)
+        if alone is None or ranked is None:
+            assert alone is ranked is None
+            continue
+        assert ranked.product_ids.tolist() == alone.product_ids.tolist()
+        np.testing.assert_array_equal(ranked.scores, alone.scores)
+    assert many[3] is None
+    assert many[4] is not None
+
+
+def test_recommend_many_falls_back_to_exact_scoring_per_customer(
+    recommender: Recommender, histories: SliceHistories, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a k_max above twice the products the heaviest buyer never bought (too few new candidates: the exact
+    # fallback), and lighter buyers beside them
+    heaviest = heaviest_buyer(histories)
+    catalogue = recommender.artifact.catalogue
+    new = len(catalogue) - len(heaviest.products.keys() & catalogue)
+    monkeypatch.setitem(recommender.artifact.manifest, "k_max", 2 * new + 2)
+    lighter = sorted(histories.by_customer.values(), key=lambda h: len(h.products))[:2]
+    asked = [(h.products, h.country) for h in (lighter[0], heaviest, lighter[1])]
+    # When they are recommended at once
+    many = recommender.recommend_many(asked, histories.now, exclude_purchased=True)
+    # Then the heaviest buyer gets every product never bought, and each customer what recommend gives them alone
+    assert many[1] is not None
+    assert len(many[1].product_ids) == new
+    for (products, country), ranked in zip(asked, many, strict=True):
+        alone = recommender.recommend(products, country, histories.now, exclude_purchased=True)
+        assert ranked is not None
+        assert alone is not None
+        assert ranked.product_ids.tolist() == alone.product_ids.tolist()
+        np.testing.assert_array_equal(ranked.scores, alone.scores)

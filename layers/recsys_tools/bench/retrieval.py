@@ -5,7 +5,8 @@ and batch generation throughput."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,6 +16,7 @@ import numpy as np
 from recsys.artifact import Artifact
 from recsys.domain import PurchaseHistory
 from recsys.recommender import Recommender
+from recsys.scoring import Bought
 from recsys.settings import Settings
 from recsys_tools.bench.timing import Figure, measure, ratio, summarize
 from recsys_tools.training.params import DEFAULT_DATA
@@ -185,13 +187,20 @@ def wrapper(model_dir: Path, workload: Workload, *, repeat: int, warmup: int) ->
 
 
 def batch_generation(model_dir: Path, workload: Workload, *, repeat: int, single_customers: int) -> dict[str, Any]:
-    """Top-20 for every customer of the workload: the retrieval stage alone batched (the queries from their
-    histories in numpy, then the `recommend` signature in batches of 256); and both stages one customer per call as
-    served (`Recommender.recommend`: what `recsys batch` runs); customers per second, the query computation included
-    in both."""
+    """Top-20 for every customer of the workload, customers per second from the histories (the query computation
+    included in all), one thread (BLAS limited to one):
+
+    - ``two_stage``: the served two-stage model in batches of 256 (``Recommender.recommend_many``: retrieval and
+      ranking), against ``single``: one customer per call as served (``Recommender.recommend``), on the first
+      ``single_customers`` customers, taking turns in each round; ``two_stage_speedup`` the ratio of the medians, and
+      ``identical`` the share of those customers whose top 20 (ids and scores) is the same both ways;
+    - ``profile``: where a batch's time goes, microseconds a customer: history arrays, queries, ScaNN searches, the
+      candidate rule, features, the ranking head, the per-customer sort;
+    - ``batched``: retrieval only, through the SavedModel's ``recommend`` signature in batches of 256."""
     recommender, _ = timed_load(model_dir)
     histories, now = workload.histories, workload.now
     single = histories[:single_customers]
+    asked = [(h.products, h.country) for h in histories]
 
     def batched(chosen: list[PurchaseHistory]) -> float:
         start = time.perf_counter()
@@ -201,20 +210,90 @@ def batch_generation(model_dir: Path, workload: Workload, *, repeat: int, single
             out["product_ids"][:, :BATCH_K], out["scores"][:, :BATCH_K]
         return len(chosen) / (time.perf_counter() - start)
 
-    def one_by_one(chosen: list[PurchaseHistory]) -> float:
+    def two_stage(count: int) -> tuple[float, list[list[tuple[str, float]] | None]]:
         start = time.perf_counter()
+        tops: list[list[tuple[str, float]] | None] = []
+        for i in range(0, count, BATCH_SIZE):
+            ranked = recommender.recommend_many(asked[i : min(i + BATCH_SIZE, count)], now)
+            tops += [None if r is None else r.top(BATCH_K) for r in ranked]
+        return count / (time.perf_counter() - start), tops
+
+    def one_by_one(chosen: list[PurchaseHistory]) -> tuple[float, list[list[tuple[str, float]] | None]]:
+        start = time.perf_counter()
+        tops: list[list[tuple[str, float]] | None] = []
         for h in chosen:
             ranked = recommender.recommend(h.products, h.country, now)
-            if ranked is not None:
-                ranked.top(BATCH_K)
-        return len(chosen) / (time.perf_counter() - start)
+            tops.append(None if ranked is None else ranked.top(BATCH_K))
+        return len(chosen) / (time.perf_counter() - start), tops
 
-    batched(histories[:BATCH_SIZE]), one_by_one(single[:10])  # warm-up
+    with _one_blas_thread() as blas_threads:
+        batched(histories[:BATCH_SIZE]), two_stage(BATCH_SIZE), one_by_one(single[:10])  # warm-up
+        rates: dict[str, list[float]] = {"batched": [], "two_stage": [], "single": []}
+        for _ in range(repeat):
+            rates["batched"].append(batched(histories))
+            rate, many = two_stage(len(histories))
+            rates["two_stage"].append(rate)
+            rate, alone = one_by_one(single)
+            rates["single"].append(rate)
+        profile = batch_profile(recommender, asked, now)
+    figures = {name: summarize(values, "customers/s") for name, values in rates.items()}
     return {
         "customers": len(histories),
         "batch_size": BATCH_SIZE,
         "k": BATCH_K,
-        "batched": summarize([batched(histories) for _ in range(repeat)], "customers/s"),
+        "blas_threads": blas_threads,
+        "two_stage": figures["two_stage"],
         "single_customers": len(single),
-        "single": summarize([one_by_one(single) for _ in range(repeat)], "customers/s"),
+        "single": figures["single"],
+        "two_stage_speedup": figures["two_stage"]["median"] / figures["single"]["median"],
+        "identical": sum(a == b for a, b in zip(many, alone, strict=False)) / max(1, len(alone)),
+        "profile": profile,
+        "batched": figures["batched"],
     }
+
+
+def batch_profile(
+    recommender: Recommender, asked: Sequence[tuple[Mapping[str, Bought], str | None]], now: float
+) -> dict[str, float]:
+    """Microseconds a customer in each step of ``Recommender.recommend_many``, over every customer in batches of 256
+    (the steps called one by one, as ``recommend_many`` calls them)."""
+    from recsys.scoring import Histories, batch_features, descending_keys, sigmoid
+
+    spent = dict.fromkeys(("history_arrays", "queries", "search", "candidates", "features", "head", "sort"), 0.0)
+    head = recommender._heads["all"]
+    clock = time.perf_counter
+    for i in range(0, len(asked), BATCH_SIZE):
+        page = asked[i : i + BATCH_SIZE]
+        t0 = clock()
+        batch, usable = Histories.read([p for p, _ in page], recommender._product_rows, now)
+        t1 = clock()
+        if batch is None:
+            continue
+        queries = recommender.queries(batch, [page[i][1] for i in usable])
+        t2 = clock()
+        recommender.search_many(queries, recommender._k_max + batch.sizes)
+        t3 = clock()
+        rows, sizes = recommender._candidates_many(batch, queries, exclude_purchased=False)  # searches again
+        t4 = clock()
+        x = batch_features(rows, sizes, batch, recommender._tables)
+        t5 = clock()
+        scores = sigmoid(head.logits(x))
+        t6 = clock()
+        np.argsort(descending_keys(scores, np.repeat(np.arange(len(sizes)), sizes)), kind="stable")
+        t7 = clock()
+        steps = (t1 - t0, t2 - t1, t3 - t2, t4 - t3 - (t3 - t2), t5 - t4, t6 - t5, t7 - t6)
+        for step, seconds in zip(spent, steps, strict=True):
+            spent[step] += seconds
+    return {step: round(1e6 * seconds / len(asked), 2) for step, seconds in spent.items()}
+
+
+@contextmanager
+def _one_blas_thread() -> Iterator[int | str]:
+    """numpy's BLAS limited to one thread (threadpoolctl, where installed)."""
+    try:
+        from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
+    except ImportError:
+        yield "default"
+        return
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield 1
