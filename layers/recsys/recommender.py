@@ -231,7 +231,7 @@ class Recommender:
         ``exclude_purchased``, the history."""
         import numpy as np
 
-        bought = np.split(histories.rows, np.cumsum(histories.sizes)[:-1])
+        bought = np.split(histories.rows, histories.starts[1:])
         if self.exact_retrieval:
             fresh = [self.exact_candidates(query, rows)[0] for query, rows in zip(queries, bought, strict=True)]
         else:

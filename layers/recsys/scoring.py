@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from itertools import chain
 from typing import TYPE_CHECKING, Protocol
 
@@ -166,11 +167,11 @@ class Histories:
     def __len__(self) -> int:
         return len(self.sizes)
 
-    @property
+    @cached_property  # the features read them several times a batch
     def starts(self) -> Ints:
         return _starts(self.sizes)
 
-    @property
+    @cached_property
     def customer(self) -> Ints:
         """[N] the customer (index) of each product."""
         return _segment_ids(self.sizes)
@@ -349,7 +350,7 @@ def ease_scores(histories: Histories, tables: ProductTables, rows: Ints, segment
 
     products = len(tables.log_popularity)
     block = max(1, EASE_BLOCK // products)
-    bought_bounds = np.concatenate([[0], np.cumsum(histories.sizes)])
+    bought_bounds = np.append(histories.starts, len(histories.rows))
     owner = histories.customer
     out: Floats = np.empty(len(rows), np.float32)
     for first in range(0, len(histories), block):

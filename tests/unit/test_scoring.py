@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from recsys.artifact import Artifact
-from recsys.domain import DAY_SECONDS, HALF_LIVES_DAYS, Purchase, PurchaseHistory
+from recsys.domain import DAY_SECONDS, HALF_LIVES_DAYS, ProductHistory, Purchase, PurchaseHistory
 from recsys.recommender import Recommender
 from recsys.scoring import FEATURES, NEVER_DAYS, HistoryArrays, features
 from tests.support.data import KNOWN_CUSTOMER, SliceHistories
@@ -91,3 +91,38 @@ def test_too_little_data_for_the_ranking_stage_is_refused_with_a_reason() -> Non
     names = dict.fromkeys(purchases["product_id"], "")
     with pytest.raises(ValueError, match="too little data for the ranking stage"):
         fit_ranking(purchases, TrainParams.tiny(), names, sorted(names))
+
+
+def test_catalogues_too_large_for_ease_get_zero_ease_features(monkeypatch: pytest.MonkeyPatch) -> None:
+    from recsys_tools.training import ease
+    from recsys_tools.training.data import synthetic_purchases
+    from recsys_tools.training.two_stage import product_tables
+
+    purchases = synthetic_purchases(num_customers=12, num_products=6)
+    products = sorted(purchases["product_id"].unique())
+    pruned = product_tables(purchases, products, 100.0, 3)
+    assert pruned.ease_columns.shape == (len(products), 3)
+    # the 3 largest weights of each product, not any 3 of the 100 kept by default
+    weights = ease.ease_weights(ease.gram(ease_matrix(purchases, products)), 100.0)
+    np.testing.assert_allclose(np.sort(pruned.ease_values, axis=1), np.sort(weights, axis=1)[:, -3:], rtol=1e-5)
+    monkeypatch.setattr(ease, "MAX_PRODUCTS", 5)  # no dense [P, P] inverse above it
+    tables = product_tables(purchases, products, 100.0, 3)
+    assert tables.ease_columns.shape == (len(products), 0)
+    history = HistoryArrays.of({products[0]: _bought_once()}, {p: i for i, p in enumerate(products)}, NOW)
+    assert history is not None
+    x = features(np.arange(len(products), dtype=np.int64), history, tables)
+    column = {name: i for i, name in enumerate(FEATURES)}
+    assert (x[:, column["ease_raw"]] == 0).all()
+
+
+def ease_matrix(purchases: pd.DataFrame, products: list[str]) -> object:
+    import scipy.sparse as sp
+
+    customers = pd.Index(purchases["customer_id"].unique())
+    rows = customers.get_indexer(purchases["customer_id"])
+    columns = pd.Index(products).get_indexer(purchases["product_id"])
+    return sp.csr_matrix((np.ones(len(rows)), (rows, columns)), shape=(len(customers), len(products)))
+
+
+def _bought_once() -> ProductHistory:
+    return PurchaseHistory("c").add([Purchase("x", 1, NOW - DAY_SECONDS)], 500).products["x"]

@@ -16,6 +16,7 @@ Ints32 = npt.NDArray[np.int32]
 
 LAMBDAS = (100.0, 250.0, 500.0, 1000.0, 2000.0)  # the grid chosen from on a validation period
 NEIGHBOURS = 100  # entries of B kept per history product in the artifact (pruned EASE)
+MAX_PRODUCTS = 8_000  # B comes from inverting a dense [P, P] matrix: about 2 GB at 8k products; above, no EASE
 
 
 def gram(bought: sp.csr_matrix) -> npt.NDArray[np.float64]:

@@ -60,12 +60,16 @@ def product_tables(purchases: pd.DataFrame, products: list[str], ease_lambda: fl
         pairs = pd.DataFrame({"c": known["customer_id"].to_numpy()[rows], "p": column[rows]}).drop_duplicates()
         return np.log1p(np.bincount(pairs["p"], minlength=len(products))).astype(np.float32)
 
-    columns, values = ease.prune(ease.ease_weights(ease.gram(_bought(known, column, len(products))), ease_lambda))
+    columns: Array = np.zeros((len(products), 0), np.int32)  # no EASE above ease.MAX_PRODUCTS: its features are 0
+    values: Array = np.zeros((len(products), 0), np.float32)
+    if len(products) <= ease.MAX_PRODUCTS:
+        weights = ease.ease_weights(ease.gram(_bought(known, column, len(products))), ease_lambda)
+        columns, values = ease.prune(weights, neighbours)
     return ProductTables(
         log_popularity=log_customers(np.ones(len(known), dtype=bool)),
         log_popularity_recent=log_customers(recent),
-        ease_columns=columns[:, :neighbours],
-        ease_values=values[:, :neighbours],
+        ease_columns=columns,
+        ease_values=values,
     )
 
 
@@ -197,7 +201,7 @@ def choose_ease_lambda(
     history = bought[rows]
     new = [t - set(history[i].indices.tolist()) for i, t in enumerate(targets)]
     keep = np.array([i for i, t in enumerate(new) if t], dtype=np.int64)
-    if not len(keep):
+    if not len(keep) or len(products) > ease.MAX_PRODUCTS:
         return ease.LAMBDAS[len(ease.LAMBDAS) // 2], {}
     gram = ease.gram(bought)
     recalls = {}
