@@ -26,6 +26,7 @@ from recsys.scoring import (
     ProductTables,
     batch_features,
     descending_keys,
+    exact_top,
     features,
     query_embeddings,
     sigmoid,
@@ -207,16 +208,7 @@ class Recommender:
 
     def exact_candidates(self, query: Floats, exclude_rows: Ints | None = None) -> tuple[Ints, Floats]:
         """The exact top k_max product rows by model score, best first, leaving out ``exclude_rows`` (brute force)."""
-        import numpy as np
-
-        scores = self._product_vectors @ query
-        excluded = 0 if exclude_rows is None else len(exclude_rows)
-        if excluded:
-            scores[exclude_rows] = -np.inf
-        k = min(self._k_max, len(scores) - excluded)
-        top = np.argpartition(scores, -k)[-k:] if 0 < k < len(scores) else np.arange(k)
-        top = top[np.argsort(-scores[top], kind="stable")]
-        return top.astype(np.int64), scores[top]
+        return exact_top(self._product_vectors, query, self._k_max, exclude_rows)
 
     def _candidates(self, history: HistoryArrays, country: str | None, *, exclude_purchased: bool) -> Ints:
         """One customer's ``_candidates_many``."""

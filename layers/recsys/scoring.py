@@ -265,6 +265,21 @@ class Head:
 LOGIT_ROWS = 4096
 
 
+def exact_top(vectors: Floats, query: Floats, k: int, exclude_rows: Ints | None = None) -> tuple[Ints, Floats]:
+    """The exact top ``k`` rows of ``vectors`` by dot product with ``query``, best first, leaving out
+    ``exclude_rows`` (brute force), with their scores."""
+    import numpy as np
+
+    scores = vectors @ query
+    excluded = 0 if exclude_rows is None else len(exclude_rows)
+    if excluded:
+        scores[exclude_rows] = -np.inf
+    k = min(k, len(scores) - excluded)
+    top = np.argpartition(scores, -k)[-k:] if 0 < k < len(scores) else np.arange(max(k, 0))
+    top = top[np.argsort(-scores[top], kind="stable")]
+    return top.astype(np.int64), scores[top]
+
+
 def candidates(retrieved: Ints, history: HistoryArrays, *, exclude_purchased: bool) -> Ints:
     """The rows the ranking stage scores: the retrieved rows the customer never bought, then (unless
     ``exclude_purchased``) every product of the history."""

@@ -24,7 +24,17 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from recsys.scoring import FEATURES, VIEWS, Head, HistoryArrays, ProductTables, candidates, features, query_embedding
+from recsys.scoring import (
+    FEATURES,
+    VIEWS,
+    Head,
+    HistoryArrays,
+    ProductTables,
+    candidates,
+    exact_top,
+    features,
+    query_embedding,
+)
 from recsys_tools.history import purchase_histories
 from recsys_tools.training import ease
 from recsys_tools.training.export import Ranking, Towers
@@ -115,11 +125,8 @@ def examples(
             params.recency_half_life_days,
             None if country is None else towers.country_embeddings[country],
         )
-        scores = towers.product_embeddings @ query
-        scores[arrays.rows] = -np.inf  # as served: the top K_MAX never bought (exact here, ScaNN there)
-        k = min(K_MAX, len(scores) - len(arrays.rows))
-        retrieved = np.argpartition(-scores, k - 1)[:k] if k > 0 else np.zeros(0, np.int64)
-        retrieved = retrieved[np.argsort(-scores[retrieved], kind="stable")]
+        # as served: the top K_MAX never bought (Recommender.exact_candidates)
+        retrieved, _ = exact_top(towers.product_embeddings, query, K_MAX, arrays.rows)
         candidate_rows = candidates(retrieved, arrays, exclude_purchased=False)
         targets = np.fromiter((rows[p] for p in bought_later[history.customer_id]), np.int64)
         labels = np.isin(candidate_rows, targets)
