@@ -44,7 +44,7 @@ KERAS_EAGER_IMPORT = "keras.src.optimizers"
 # Exact search finds the candidates up to this many products, ScaNN above: on the retail catalogue (3,659 products)
 # numpy's exact top 200 took 0.042 ms against ScaNN's 0.038 ms (README, Served search vs faiss), and its candidates
 # were worth +0.002-0.007 Recall@20 on new products at three split dates (README, The model); exact search grows
-# with the catalogue (0.81 ms at 100k products on a quiet machine, 17.6 ms at 1M), ScaNN hardly (0.048, 0.128 ms).
+# with the catalogue (0.81-0.88 ms at 100k products, 12-18 ms at 1M), ScaNN hardly (0.044-0.048, 0.078 ms).
 EXACT_SEARCH_MAX_PRODUCTS = 10_000
 Retrieval = Literal["auto", "exact", "scann"]
 SKIP_MEASURED_ON = "2.20."  # the TensorFlow release whose import the Keras skip was measured and tested on
@@ -199,12 +199,17 @@ class Recommender:
         import numpy as np
 
         k = self._k_max if k is None else min(k, len(self._product_ids))
-        reorder = max(k, self._reorder) if self._reorder > 0 else -1  # it returns at most the re-ordered ones
-        rows, scores = self._searcher.search(query, k, reorder, self._leaves_to_search)
+        rows, scores = self._searcher.search(query, k, *self.search_settings(k))
         if len(scores) and not np.isfinite(scores[-1]):  # a row it cannot fill: index 0 and NaN (tests pin it)
             valid = np.isfinite(scores)
             rows, scores = rows[valid], scores[valid]
         return rows.astype(np.int64), scores
+
+    def search_settings(self, k: int) -> tuple[int, int]:
+        """(re-ordered neighbours, leaves to search) of a ScaNN search for the top ``k``: the exported ones, re-ordering
+        at least ``k`` (ScaNN returns at most the re-ordered ones); -1 leaves them as built (brute-force index)."""
+        reorder = max(k, self._reorder) if self._reorder > 0 else -1
+        return reorder, self._leaves_to_search
 
     def exact_candidates(self, query: Floats, exclude_rows: Ints | None = None) -> tuple[Ints, Floats]:
         """The exact top k_max product rows by model score, best first, leaving out ``exclude_rows`` (brute force)."""

@@ -59,7 +59,9 @@ def test_every_section_is_written(results: tuple[dict[str, Any], str]) -> None:
         assert data.get(section), section
     assert {"retail", "synthetic_2k", "synthetic_5k"} <= data["retrieval"].keys()
     for catalogue in data["retrieval"].values():
-        assert {"scann", "exact", "scann_signature", "exact_signature", "speedup", "recall_at_10"} <= catalogue.keys()
+        assert {"scann", "scann_native", "exact", "scann_signature", "exact_signature"} <= catalogue.keys()
+        assert {"speedup", "served_vs_native", "recall_at_10"} <= catalogue.keys()
+        assert catalogue["served_vs_native"] > 0
         assert 0.0 <= catalogue["recall_at_10"] <= 1.0
         # faiss next to the served search, on the same vectors and queries, with recall and the served / best ratio
         assert set(catalogue["peers"]) == {"faiss_hnsw", "faiss_ivf"}
