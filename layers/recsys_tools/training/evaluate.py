@@ -217,7 +217,7 @@ def evaluate_scores(scores: Floats | dict[str, Floats], data: EvalData) -> dict[
 # --- baselines, with their choices made on a validation period inside the training data -------------------------
 
 
-def _recall(scores: Floats, data: EvalData, view: str) -> float:
+def validation_recall(scores: Floats, data: EvalData, view: str) -> float:
     """Recall@REPORT_K of scores [test customers, products] in one view (for choices on validation)."""
     rows = data.view_rows[view]
     if len(rows) == 0:
@@ -249,6 +249,18 @@ def ease_scores_by_lambda(data: EvalData, lambdas: Sequence[float]) -> dict[floa
     return {lam: ease.ease_scores(history, ease.ease_weights(gram_matrix, lam)) for lam in sorted(set(lambdas))}
 
 
+def choose_ease_lambda(split: Split) -> tuple[float, dict[str, float]]:
+    """EASE's lambda (of ease.LAMBDAS) with the best Recall@REPORT_K on new products in ``split``'s test period, and
+    the recall of each; the middle lambda when there is nothing to choose by (no customer buying a new product, or
+    more than EASE_MAX_PRODUCTS products)."""
+    data = eval_data(split)
+    if not len(data.view_rows["new"]) or len(data.products) > EASE_MAX_PRODUCTS:
+        return ease.LAMBDAS[len(ease.LAMBDAS) // 2], {}
+    scores = ease_scores_by_lambda(data, ease.LAMBDAS)
+    recalls = {lam: validation_recall(s, data, "new") for lam, s in scores.items()}
+    return max(recalls, key=recalls.__getitem__), {f"{lam:g}": round(r, 4) for lam, r in recalls.items()}
+
+
 @dataclass(frozen=True)
 class BaselineChoices:
     """What the baselines use, chosen on the validation period (inputs before the cut-off - VALIDATION_DAYS,
@@ -276,22 +288,22 @@ def choose_baselines(split: Split) -> BaselineChoices:
     if len(data.test_rows) == 0:
         return replace(DEFAULT_CHOICES, validation={"note": "no validation customers: defaults"})
     if len(data.products) > EASE_MAX_PRODUCTS:
-        decayed = {h: _recall(decayed_buy_again(data, h), data, "all") for h in HALF_LIVES}
+        decayed = {h: validation_recall(decayed_buy_again(data, h), data, "all") for h in HALF_LIVES}
         return replace(
             DEFAULT_CHOICES,
             decayed_half_life=max(decayed, key=decayed.__getitem__),
             validation={"note": f"more than {EASE_MAX_PRODUCTS} products: no EASE baselines"},
         )
     scores = ease_scores_by_lambda(data, ease.LAMBDAS)
-    ease_recall = {view: {lam: _recall(s, data, view) for lam, s in scores.items()} for view in VIEWS}
+    ease_recall = {view: {lam: validation_recall(s, data, view) for lam, s in scores.items()} for view in VIEWS}
     recent = {h: log_decayed(data, h) for h in HALF_LIVES}
     blends = {
-        (lam, h, w): _recall(scores[lam] + w * recent[h], data, "all")
+        (lam, h, w): validation_recall(scores[lam] + w * recent[h], data, "all")
         for lam in ease.LAMBDAS
         for h in HALF_LIVES
         for w in RECENCY_WEIGHTS
     }
-    decayed = {h: _recall(decayed_buy_again(data, h), data, "all") for h in HALF_LIVES}
+    decayed = {h: validation_recall(decayed_buy_again(data, h), data, "all") for h in HALF_LIVES}
     return BaselineChoices(
         ease_lambda={view: max(ease_recall[view], key=ease_recall[view].__getitem__) for view in VIEWS},
         decayed_half_life=max(decayed, key=decayed.__getitem__),

@@ -37,6 +37,8 @@ from recsys.scoring import (
 )
 from recsys_tools.history import purchase_histories
 from recsys_tools.training import ease
+from recsys_tools.training.data import time_split
+from recsys_tools.training.evaluate import choose_ease_lambda
 from recsys_tools.training.export import Ranking, Towers
 from recsys_tools.training.params import K_MAX, TrainParams
 from recsys_tools.training.progress import EpochLoss  # selects tf-keras before TensorFlow is imported
@@ -194,34 +196,6 @@ def fit_head(x: Array, y: Array, params: TrainParams, name: str) -> Head:
     )
 
 
-def choose_ease_lambda(
-    before: pd.DataFrame, period: pd.DataFrame, products: list[str]
-) -> tuple[float, dict[str, float]]:
-    """EASE's lambda with the best Recall@20 of never-bought products bought in ``period`` (from histories before)."""
-    index = pd.Index(products)
-    column = index.get_indexer(before["product_id"])
-    bought = _bought(before, column, len(products))
-    customers = pd.Index(before["customer_id"].unique())
-    later = period[period["customer_id"].isin(customers) & period["product_id"].isin(index)]
-    targets = later.groupby("customer_id")["product_id"].agg(lambda s: set(index.get_indexer(s)))
-    rows = customers.get_indexer(targets.index)
-    history = bought[rows]
-    new = [t - set(history[i].indices.tolist()) for i, t in enumerate(targets)]
-    keep = np.array([i for i, t in enumerate(new) if t], dtype=np.int64)
-    if not len(keep) or len(products) > ease.MAX_PRODUCTS:
-        return ease.LAMBDAS[len(ease.LAMBDAS) // 2], {}
-    gram = ease.gram(bought)
-    recalls = {}
-    for lam in ease.LAMBDAS:
-        scores = ease.ease_scores(history[keep], ease.ease_weights(gram, lam))
-        scores[history[keep].nonzero()] = -np.inf
-        top = np.argsort(-scores, axis=1)[:, :20]
-        hits = [len(set(row.tolist()) & new[i]) / min(len(new[i]), 20) for row, i in zip(top, keep, strict=True)]
-        recalls[f"{lam:g}"] = round(float(np.mean(hits)), 4)
-    best = max(ease.LAMBDAS, key=lambda lam: recalls[f"{lam:g}"])
-    return best, recalls
-
-
 def fit_ranking(
     purchases: pd.DataFrame, params: TrainParams, names: dict[str, str], final_products: list[str]
 ) -> Ranking:
@@ -235,7 +209,7 @@ def fit_ranking(
     log.info("ranking stage: validation period from %s (%d purchases)", start.date(), len(period))
     started = time.monotonic()
     towers, _ = fit(before, params, names, "retrieval (validation period)")
-    lam, ease_recalls = choose_ease_lambda(before, period, towers.products)
+    lam, ease_recalls = choose_ease_lambda(time_split(purchases, str(start)))  # as the evaluation's EASE rows
     log.info("EASE lambda %g chosen on the validation period (Recall@20 new: %s)", lam, ease_recalls)
     tables = product_tables(before, towers.products, lam, params.ease_neighbours)
     found = examples(before, period, towers, tables, params)
