@@ -58,7 +58,7 @@ def aws(model_dir: Path, histories: SliceHistories, monkeypatch: pytest.MonkeyPa
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("DYNAMODB_ENDPOINT_URL", raising=False)
-    with mock_aws():
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):  # run state machines (ASL)
         settings = load_settings()
         create_table(settings)
         store = DynamoDBStore(settings)

@@ -3,6 +3,7 @@ environment each gets and the tables. Used by the local stack, the benchmarks an
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,21 +109,31 @@ def memory_size(template: dict[str, Any], function: Function) -> int:
 def environment(template: dict[str, Any], logical_id: str | None, resources: dict[str, str]) -> dict[str, str]:
     """The function's environment: Globals merged with its own variables (Globals only without ``logical_id``); a Ref
     resolves to a parameter's default or, for a resource, to the value given in ``resources`` (logical id -> name)."""
-    defaults = {name: p.get("Default") for name, p in template.get("Parameters", {}).items()}
-
-    def resolve(value: Any) -> str:
-        if not isinstance(value, dict):
-            return str(value)
-        name = value["Ref"]  # any other intrinsic function fails here, loudly
-        return str(resources[name] if name in resources else defaults[name])
-
     variables = {
         **template.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {}),
         **(template["Resources"][logical_id]["Properties"] if logical_id else {})
         .get("Environment", {})
         .get("Variables", {}),
     }
-    return {name: resolve(value) for name, value in variables.items()}
+    return {name: _resolve(template, value, resources) for name, value in variables.items()}
+
+
+def _resolve(template: dict[str, Any], value: Any, resources: dict[str, str]) -> str:
+    """A plain value, or a Ref to a parameter (its default) or to a resource (its value in ``resources``)."""
+    if not isinstance(value, dict):
+        return str(value)
+    name = value["Ref"]  # any other intrinsic function fails here, loudly
+    return str(resources[name] if name in resources else template["Parameters"][name]["Default"])
+
+
+def state_machine_definition(template: dict[str, Any], logical_id: str, resources: dict[str, str]) -> str:
+    """The state machine's definition (JSON) as deployed: its DefinitionSubstitutions applied, each resolved as
+    ``environment`` resolves a variable."""
+    properties = template["Resources"][logical_id]["Properties"]
+    definition = json.dumps(properties["Definition"])
+    for name, value in properties.get("DefinitionSubstitutions", {}).items():
+        definition = definition.replace(f"${{{name}}}", _resolve(template, value, resources))
+    return definition
 
 
 TABLE = "AWS::DynamoDB::Table"
