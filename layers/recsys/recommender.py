@@ -25,11 +25,13 @@ from recsys.scoring import (
     HistoryArrays,
     ProductTables,
     batch_features,
-    descending_keys,
+    descending_order,
     exact_top,
+    exact_top_many,
     features,
     query_embeddings,
     sigmoid,
+    with_histories,
 )
 
 if TYPE_CHECKING:  # numpy is loaded with TensorFlow: show and delete import this module without either
@@ -223,16 +225,18 @@ class Recommender:
         ``exclude_purchased``, the history."""
         import numpy as np
 
+        if self.exact_retrieval:  # one matrix product for all customers
+            top, scores = exact_top_many(
+                self._product_vectors, queries, self._k_max, (histories.customer, histories.rows)
+            )
+            found = np.isfinite(scores)
+            return with_histories(top[found], found.sum(axis=1), histories, exclude_purchased=exclude_purchased)
         bought = np.split(histories.rows, histories.starts[1:])
-        if self.exact_retrieval:
-            fresh = [self.exact_candidates(query, rows)[0] for query, rows in zip(queries, bought, strict=True)]
-        else:
-            fresh = self._never_bought(queries, histories)
-            for i in [i for i, rows in enumerate(fresh) if len(rows) < self._k_max // 2]:
-                fresh[i] = self.exact_candidates(queries[i], bought[i])[0]
-        pieces = fresh if exclude_purchased else [part for pair in zip(fresh, bought, strict=True) for part in pair]
+        fresh = self._never_bought(queries, histories)
+        for i in [i for i, rows in enumerate(fresh) if len(rows) < self._k_max // 2]:
+            fresh[i] = self.exact_candidates(queries[i], bought[i])[0]
         sizes = np.fromiter((len(rows) for rows in fresh), np.int64, len(fresh))
-        return np.concatenate(pieces), sizes if exclude_purchased else sizes + histories.sizes
+        return with_histories(np.concatenate(fresh), sizes, histories, exclude_purchased=exclude_purchased)
 
     def _never_bought(self, queries: Floats, histories: Histories) -> list[Ints]:
         """Per customer: ScaNN's top k_max + the history's size (``search_many``), past purchases dropped, at most
@@ -297,8 +301,7 @@ class Recommender:
         rows, sizes = self._candidates_many(batch, queries, exclude_purchased=exclude_purchased)
         head = self._heads["new" if exclude_purchased else "all"]
         scores = sigmoid(head.logits(batch_features(rows, sizes, batch, self._tables)))
-        # by customer, best first, ties in candidate order (a stable sort of -scores)
-        order = np.argsort(descending_keys(scores, np.repeat(np.arange(len(sizes)), sizes)), kind="stable")
+        order = descending_order(scores, sizes)  # by customer, best first, ties in candidate order
         ids, scores = self._product_ids[rows[order]], scores[order]
         ends = np.cumsum(sizes).tolist()
         for i, start, end in zip(usable, [0, *ends[:-1]], ends, strict=True):
