@@ -226,7 +226,9 @@ class ProductTables:
 
 @dataclass(frozen=True)
 class Head:
-    """A ranking head: standardised features, then a ReLU MLP to one logit (the exported Keras weights)."""
+    """A ranking head: standardised features, then a ReLU MLP to one logit (the exported Keras weights). Computed
+    in float32 with the standardisation and biases folded into the kernels (``_layers``): the SavedModel's arithmetic
+    up to rounding (pinned by tests)."""
 
     mean: Floats
     std: Floats
@@ -242,23 +244,38 @@ class Head:
             out[start : start + LOGIT_ROWS] = self._logits(features[start : start + LOGIT_ROWS])
         return out
 
+    @cached_property
+    def _layers(self) -> tuple[tuple[Floats, ...], Floats, float]:
+        """The hidden layers' kernels, each with its bias as an extra last input row (the input carries a constant 1
+        in its last column: the bias costs no pass of its own; every hidden layer but the last passes the 1 on as its
+        own last column, which the ReLU keeps), the first divided by ``std``; then the output unit's kernel and bias."""
+        import numpy as np
+
+        hidden = len(self.kernels) - 1
+        layers = []
+        for i, (kernel, bias) in enumerate(zip(self.kernels[:-1], self.biases[:-1], strict=True)):
+            scaled = kernel / self.std[:, None] if i == 0 else kernel
+            layer = np.zeros((len(kernel) + 1, kernel.shape[1] + (i < hidden - 1)), np.float32)
+            layer[:-1, : kernel.shape[1]], layer[-1, : kernel.shape[1]] = scaled, bias
+            if i < hidden - 1:
+                layer[-1, -1] = 1.0
+            layers.append(layer)
+        return tuple(layers), self.kernels[-1][:, 0].astype(np.float32), float(self.biases[-1][0])
+
     def _logits(self, features: Floats) -> Floats:
         import numpy as np
 
-        hidden = (features - self.mean) / self.std
-        for kernel, bias in zip(self.kernels[:-1], self.biases[:-1], strict=True):
-            hidden = hidden @ kernel
-            hidden += bias
+        layers, output, output_bias = self._layers
+        hidden: Floats = np.empty((len(features), features.shape[1] + 1), np.float32)
+        np.subtract(features, self.mean, out=hidden[:, :-1])  # the mean not folded: it may be large against std
+        hidden[:, -1] = 1.0
+        for layer in layers:
+            hidden = rows_product(hidden, layer)
             np.maximum(hidden, 0.0, out=hidden)
-        # the output layer (one unit) as a sum of columns: a row's logit does not depend on the rows computed with it
-        # (BLAS's matrix-vector product rounds the last rows of a matrix differently), so a customer's scores are the
-        # same alone and in a batch
-        columns = np.ascontiguousarray(hidden.T)
-        kernel, bias = self.kernels[-1][:, 0], self.biases[-1][0]
-        out: Floats = columns[0] * kernel[0]
-        for column in range(1, len(kernel)):
-            out += columns[column] * kernel[column]
-        out += bias
+        # the output layer (one unit) as each row's sum: BLAS rounds a matrix-vector product's last rows differently
+        hidden *= output
+        out: Floats = hidden.sum(axis=1)
+        out += np.float32(output_bias)
         return out
 
 

@@ -129,6 +129,21 @@ def test_a_query_has_the_same_exact_top_alone_and_in_a_batch(recommender: Recomm
         assert (vectors[others] @ query <= alone_scores[-1] + 1e-5).all()
 
 
+def test_a_candidates_logit_is_the_same_alone_and_in_a_batch(
+    recommender: Recommender, histories: SliceHistories
+) -> None:
+    # Given features of 300 candidates for a customer
+    arrays = recommender.history_arrays(histories.by_customer[KNOWN_CUSTOMER].products, histories.now)
+    assert arrays is not None
+    x = features(np.arange(300, dtype=np.int64), arrays, recommender._tables)
+    for head in recommender._heads.values():
+        # When the ranking head scores them all at once, and in pieces (one row alone among them)
+        together = head.logits(x)
+        pieces = np.concatenate([head.logits(x[a:b]) for a, b in [(0, 1), (1, 3), (3, 260), (260, 300)]])
+        # Then each row's logit has the same bits
+        np.testing.assert_array_equal(pieces, together)
+
+
 @pytest.mark.parametrize("customers", [3, 1 << 20])
 def test_descending_order_is_a_stable_sort_of_each_segments_values_largest_first(customers: int) -> None:
     # Given segments of values with ties (0.0 and -0.0 among them), one segment empty (more customers than fit the
