@@ -16,10 +16,11 @@ features are the same numbers whether computed alone or in a batch.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from itertools import chain
+from itertools import chain, repeat
+from operator import attrgetter
 from typing import TYPE_CHECKING, Protocol
 
 from recsys.domain import DAY_SECONDS, HALF_LIVES_DAYS
@@ -83,41 +84,12 @@ class HistoryArrays:
 
     @classmethod
     def of(cls, history: Mapping[str, Bought], product_rows: Mapping[str, int], now: float) -> HistoryArrays | None:
-        """None when the model knows none of the products."""
-        known = _known(history, product_rows)
-        return cls(*_history_columns(known, len(known), now)) if known else None
+        """None when the model knows none of the products (``Histories.read`` of one)."""
+        batch, _ = Histories.read([history], product_rows, now)
+        return None if batch is None else cls(batch.rows, batch.count, batch.quantity, batch.days_since, batch.decayed)
 
 
-_TABLE_WIDTH = 5 + len(HALF_LIVES_DAYS)  # row, count, quantity, last purchased, ref, decayed per half-life
-
-
-def _known(history: Mapping[str, Bought], product_rows: Mapping[str, int]) -> list[tuple[float, ...]]:
-    """The products of ``history`` the model knows, by row: (row, count, quantity, last purchased, ref, *decayed)."""
-    return sorted(
-        (row, b.count, b.quantity, b.last_purchased, b.ref, *b.decayed)
-        for p, b in history.items()
-        if (row := product_rows.get(p)) is not None
-    )
-
-
-def _history_columns(
-    known: Iterable[tuple[float, ...]], size: int, now: float
-) -> tuple[Ints, Floats, Floats, Floats, Floats]:
-    """HistoryArrays' columns of ``size`` products (``_known``'s tuples), as of ``now``: elementwise arithmetic, so
-    a product's values are the same whichever products are computed with it."""
-    import numpy as np
-
-    table = np.fromiter(chain.from_iterable(known), np.float64, size * _TABLE_WIDTH).reshape(size, _TABLE_WIDTH)
-    half_lives = np.asarray(HALF_LIVES_DAYS, dtype=np.float64)[:, None] * DAY_SECONDS
-    since_ref = np.maximum(now - table[:, 4], 0.0)
-    since_last = now - table[:, 3]
-    return (
-        table[:, 0].astype(np.int64),
-        table[:, 1].astype(np.float32),
-        table[:, 2].astype(np.float32),
-        (np.maximum(since_last, 0.0) / DAY_SECONDS).astype(np.float32),
-        (table[:, 5:].T * np.exp2(-since_ref / half_lives)).astype(np.float32),  # decayed as of each ref, then now
-    )
+_FIELDS = ("count", "quantity", "last_purchased", "ref")  # what the model reads of a Bought, then its decayed counts
 
 
 @dataclass(frozen=True)
@@ -152,17 +124,36 @@ class Histories:
     def read(
         cls, histories: Sequence[Mapping[str, Bought]], product_rows: Mapping[str, int], now: float
     ) -> tuple[Histories | None, list[int]]:
-        """The histories that hold a product the model knows, as ``HistoryArrays.of`` reads each (the same numbers),
-        and their indexes in ``histories``; None if none does."""
+        """The histories that hold a product the model knows, each product's numbers as of ``now`` (elementwise
+        arithmetic: a product's are the same whichever histories are read with it), sorted by product row within a
+        history, and their indexes in ``histories``; None if none does. Read field by field into arrays, without a
+        Python object per product."""
         import numpy as np
 
-        known = [_known(history, product_rows) for history in histories]
-        usable = [i for i, products in enumerate(known) if products]
+        size = sum(map(len, histories))
+        owner = np.repeat(np.arange(len(histories)), np.fromiter(map(len, histories), np.int64, len(histories)))
+        rows = np.fromiter(map(product_rows.get, chain.from_iterable(histories), repeat(-1)), np.int64, size)
+        bought = list(chain.from_iterable(history.values() for history in histories))
+        fields = np.fromiter(chain.from_iterable(map(attrgetter(*_FIELDS), bought)), np.float64, size * len(_FIELDS))
+        decayed = np.fromiter(chain.from_iterable(b.decayed for b in bought), np.float64, size * len(HALF_LIVES_DAYS))
+        known = np.flatnonzero(rows >= 0)
+        known = known[np.argsort(owner[known] * (len(product_rows) + 1) + rows[known])]  # by history, then row
+        counts = np.bincount(owner[known], minlength=len(histories))
+        usable = np.flatnonzero(counts).tolist()
         if not usable:
             return None, usable
-        sizes = np.fromiter((len(known[i]) for i in usable), np.int64, len(usable))
-        columns = _history_columns(chain.from_iterable(known[i] for i in usable), int(sizes.sum()), now)
-        return cls(*columns, sizes=sizes), usable
+        count, quantity, last, ref = fields.reshape(size, len(_FIELDS))[known].T
+        half_lives = np.asarray(HALF_LIVES_DAYS, dtype=np.float64)[:, None] * DAY_SECONDS
+        since_ref = np.maximum(now - ref, 0.0)
+        return cls(
+            rows=rows[known],
+            count=count.astype(np.float32),
+            quantity=quantity.astype(np.float32),
+            days_since=(np.maximum(now - last, 0.0) / DAY_SECONDS).astype(np.float32),
+            # decayed as of each ref, then now
+            decayed=(decayed.reshape(size, -1)[known].T * np.exp2(-since_ref / half_lives)).astype(np.float32),
+            sizes=counts[usable],
+        ), usable
 
     def __len__(self) -> int:
         return len(self.sizes)
