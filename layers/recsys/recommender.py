@@ -111,8 +111,9 @@ class Recommender:
     them costs more than the search itself (README, Performance). The SavedModel's signatures compute the same
     (pinned by tests).
 
-    ``recommend_many`` runs the same two stages for many customers at once (batch generation): the queries, one ScaNN
-    search per customer (``search_many``), the candidates' features and one pass of the ranking head for all of them.
+    ``recommend_many`` runs the same two stages for many customers at once (batch generation): the queries, the
+    search (exact: one matrix product for all; ScaNN: one search per customer, ``search_many``), the candidates'
+    features and one pass of the ranking head for all of them.
     ``recommend`` is ``recommend_many`` of one customer, and no number depends on the customers computed with it, so a
     customer gets the same list either way."""
 
@@ -289,8 +290,8 @@ class Recommender:
         exclude_purchased: bool = False,
     ) -> list[Ranked | None]:
         """``recommend`` for each (history, country), computed together: the queries, each customer's candidates (the
-        same rule, one ScaNN search each), the features of all candidates and one pass of the ranking head, then each
-        customer's candidates sorted by score."""
+        same rule and search), the features of all candidates and one pass of the ranking head, then each customer's
+        candidates sorted by score."""
         import numpy as np
 
         batch, usable = Histories.read([products for products, _ in histories], self._product_rows, now)
