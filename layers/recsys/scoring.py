@@ -473,9 +473,11 @@ def batch_features(rows: Ints, sizes: Ints, histories: Histories, tables: Produc
     keys = segment * products + rows
     at = np.minimum(np.searchsorted(bought_keys, keys), len(bought_keys) - 1)
     bought = bought_keys[at] == keys
+    history_index = np.where(bought, at, len(bought_keys))  # past the history: never bought
 
-    def per_candidate(values: Floats, missing: float = 0.0) -> Floats:
-        out: Floats = np.where(bought, values[at], np.float32(missing))
+    def log_per_candidate(values: Floats, missing: float = 0.0) -> Floats:
+        """log1p of a history column at each candidate (of ``missing`` for one never bought): over the history only."""
+        out: Floats = np.log1p(np.append(values, np.float32(missing)))[history_index]
         return out
 
     ease = ease_scores(histories, tables, rows, segment)
@@ -491,10 +493,10 @@ def batch_features(rows: Ints, sizes: Ints, histories: Histories, tables: Produc
     ).astype(np.float32)[:, segment]
     columns = [
         bought.astype(np.float32),
-        np.log1p(per_candidate(histories.count)),
-        np.log1p(per_candidate(histories.quantity)),
-        np.log1p(per_candidate(histories.days_since, NEVER_DAYS)),
-        *(np.log1p(per_candidate(decayed)) for decayed in histories.decayed),
+        log_per_candidate(histories.count),
+        log_per_candidate(histories.quantity),
+        log_per_candidate(histories.days_since, NEVER_DAYS),
+        *(log_per_candidate(decayed) for decayed in histories.decayed),
         _z_scores(ease, sizes, segment),
         _log_ranks(ease, sizes, segment),
         np.clip(ease, -1.0, 2.0),
@@ -503,7 +505,10 @@ def batch_features(rows: Ints, sizes: Ints, histories: Histories, tables: Produc
         recent - popularity,
         *customer,
     ]
-    return np.stack(columns, axis=1).astype(np.float32)
+    out: Floats = np.empty((len(rows), len(columns)), np.float32)
+    for i, column in enumerate(columns):
+        out[:, i] = column
+    return out
 
 
 def sigmoid(logits: Floats) -> Floats:
