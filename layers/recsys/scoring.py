@@ -197,7 +197,10 @@ def query_embeddings(
     ages = histories.days_since
     youngest = np.minimum.reduceat(ages, starts)[customer]
     weights = np.log1p(histories.count) * np.exp2(-(ages - youngest) / np.float32(half_life_days))
-    sums = np.add.reduceat(weights[:, None] * history_vectors[histories.rows], starts, axis=0)
+    # [D, N]: each sum runs over contiguous values (numpy's same pairwise sums, several times faster than over rows)
+    weighted = np.take(history_vectors.T, histories.rows, axis=1)
+    weighted *= weights
+    sums = np.add.reduceat(weighted, starts, axis=1).T
     totals = np.maximum(np.add.reduceat(weights, starts), np.float32(1e-6))
     queries: Floats = sums / totals[:, None]
     if country_vectors is not None:
