@@ -137,7 +137,7 @@ class Recommender:
         self._product_rows = {product_id: row for row, product_id in enumerate(product_ids)}
         self._country_rows = {country: row for row, country in enumerate(countries)}
         self._product_vectors: Floats = model.product_embeddings.numpy()[: len(product_ids)]
-        self._history_vectors: Floats = model.history_embeddings.numpy()[: len(product_ids)]
+        self._history_vectors = np.ascontiguousarray(model.history_embeddings.numpy()[: len(product_ids)].T)  # [D, P]
         self._country_vectors: Floats = model.country_embeddings.numpy()[: len(countries)]
         dimensions = self._country_vectors.shape[1]  # the last row: zeros, the vector of an unknown country
         self._country_table: Floats = np.concatenate([self._country_vectors, np.zeros((1, dimensions), np.float32)])
