@@ -275,9 +275,10 @@ class Head:
 
 
 def rows_product(a: Floats, b: Floats) -> Floats:
-    """``a @ b`` by BLAS's matrix-matrix product, whose rows have the same bits whichever rows come with them (pinned
-    by tests: a customer's scores are the same alone and in a batch); numpy computes a single row with the
-    matrix-vector product, which rounds differently, so a single row is computed beside a row of zeros."""
+    """``a @ b`` by BLAS's matrix-matrix product. For the ranking heads' layers its rows have the same bits whichever
+    rows come with them (pinned by tests: 1 to 69 rows at several offsets on this machine; not so for every shape, see
+    ``exact_top_many``); numpy computes a single row with the matrix-vector product, which rounds differently, so a
+    single row is computed beside a row of zeros."""
     import numpy as np
 
     if len(a) != 1:
