@@ -25,11 +25,13 @@ from recsys.scoring import (
     HistoryArrays,
     ProductTables,
     batch_features,
-    descending_keys,
+    descending_order,
     exact_top,
+    exact_top_many,
     features,
     query_embeddings,
     sigmoid,
+    with_histories,
 )
 
 if TYPE_CHECKING:  # numpy is loaded with TensorFlow: show and delete import this module without either
@@ -109,8 +111,9 @@ class Recommender:
     them costs more than the search itself (README, Performance). The SavedModel's signatures compute the same
     (pinned by tests).
 
-    ``recommend_many`` runs the same two stages for many customers at once (batch generation): the queries, one ScaNN
-    search per customer (``search_many``), the candidates' features and one pass of the ranking head for all of them.
+    ``recommend_many`` runs the same two stages for many customers at once (batch generation): the queries, the
+    search (exact: one matrix product for all; ScaNN: one search per customer, ``search_many``), the candidates'
+    features and one pass of the ranking head for all of them.
     ``recommend`` is ``recommend_many`` of one customer, and no number depends on the customers computed with it, so a
     customer gets the same list either way."""
 
@@ -134,7 +137,7 @@ class Recommender:
         self._product_rows = {product_id: row for row, product_id in enumerate(product_ids)}
         self._country_rows = {country: row for row, country in enumerate(countries)}
         self._product_vectors: Floats = model.product_embeddings.numpy()[: len(product_ids)]
-        self._history_vectors: Floats = model.history_embeddings.numpy()[: len(product_ids)]
+        self._history_vectors = np.ascontiguousarray(model.history_embeddings.numpy()[: len(product_ids)].T)  # [D, P]
         self._country_vectors: Floats = model.country_embeddings.numpy()[: len(countries)]
         dimensions = self._country_vectors.shape[1]  # the last row: zeros, the vector of an unknown country
         self._country_table: Floats = np.concatenate([self._country_vectors, np.zeros((1, dimensions), np.float32)])
@@ -228,16 +231,18 @@ class Recommender:
         ``exclude_purchased``, the history."""
         import numpy as np
 
+        if self.exact_retrieval:  # one matrix product for all customers
+            top, scores = exact_top_many(
+                self._product_vectors, queries, self._k_max, (histories.customer, histories.rows)
+            )
+            found = np.isfinite(scores)
+            return with_histories(top[found], found.sum(axis=1), histories, exclude_purchased=exclude_purchased)
         bought = np.split(histories.rows, histories.starts[1:])
-        if self.exact_retrieval:
-            fresh = [self.exact_candidates(query, rows)[0] for query, rows in zip(queries, bought, strict=True)]
-        else:
-            fresh = self._never_bought(queries, histories)
-            for i in [i for i, rows in enumerate(fresh) if len(rows) < self._k_max // 2]:
-                fresh[i] = self.exact_candidates(queries[i], bought[i])[0]
-        pieces = fresh if exclude_purchased else [part for pair in zip(fresh, bought, strict=True) for part in pair]
+        fresh = self._never_bought(queries, histories)
+        for i in [i for i, rows in enumerate(fresh) if len(rows) < self._k_max // 2]:
+            fresh[i] = self.exact_candidates(queries[i], bought[i])[0]
         sizes = np.fromiter((len(rows) for rows in fresh), np.int64, len(fresh))
-        return np.concatenate(pieces), sizes if exclude_purchased else sizes + histories.sizes
+        return with_histories(np.concatenate(fresh), sizes, histories, exclude_purchased=exclude_purchased)
 
     def _never_bought(self, queries: Floats, histories: Histories) -> list[Ints]:
         """Per customer: ScaNN's top k_max + the history's size (``search_many``), past purchases dropped, at most
@@ -290,8 +295,8 @@ class Recommender:
         exclude_purchased: bool = False,
     ) -> list[Ranked | None]:
         """``recommend`` for each (history, country), computed together: the queries, each customer's candidates (the
-        same rule, one ScaNN search each), the features of all candidates and one pass of the ranking head, then each
-        customer's candidates sorted by score."""
+        same rule and search), the features of all candidates and one pass of the ranking head, then each customer's
+        candidates sorted by score."""
         import numpy as np
 
         batch, usable = Histories.read([products for products, _ in histories], self._product_rows, now)
@@ -302,8 +307,7 @@ class Recommender:
         rows, sizes = self._candidates_many(batch, queries, exclude_purchased=exclude_purchased)
         head = self._heads["new" if exclude_purchased else "all"]
         scores = sigmoid(head.logits(batch_features(rows, sizes, batch, self._tables)))
-        # by customer, best first, ties in candidate order (a stable sort of -scores)
-        order = np.argsort(descending_keys(scores, np.repeat(np.arange(len(sizes)), sizes)), kind="stable")
+        order = descending_order(scores, sizes)  # by customer, best first, ties in candidate order
         ids, scores = self._product_ids[rows[order]], scores[order]
         ends = np.cumsum(sizes).tolist()
         for i, start, end in zip(usable, [0, *ends[:-1]], ends, strict=True):

@@ -16,10 +16,11 @@ features are the same numbers whether computed alone or in a batch.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from itertools import chain
+from itertools import chain, repeat
+from operator import attrgetter
 from typing import TYPE_CHECKING, Protocol
 
 from recsys.domain import DAY_SECONDS, HALF_LIVES_DAYS
@@ -83,41 +84,12 @@ class HistoryArrays:
 
     @classmethod
     def of(cls, history: Mapping[str, Bought], product_rows: Mapping[str, int], now: float) -> HistoryArrays | None:
-        """None when the model knows none of the products."""
-        known = _known(history, product_rows)
-        return cls(*_history_columns(known, len(known), now)) if known else None
+        """None when the model knows none of the products (``Histories.read`` of one)."""
+        batch, _ = Histories.read([history], product_rows, now)
+        return None if batch is None else cls(batch.rows, batch.count, batch.quantity, batch.days_since, batch.decayed)
 
 
-_TABLE_WIDTH = 5 + len(HALF_LIVES_DAYS)  # row, count, quantity, last purchased, ref, decayed per half-life
-
-
-def _known(history: Mapping[str, Bought], product_rows: Mapping[str, int]) -> list[tuple[float, ...]]:
-    """The products of ``history`` the model knows, by row: (row, count, quantity, last purchased, ref, *decayed)."""
-    return sorted(
-        (row, b.count, b.quantity, b.last_purchased, b.ref, *b.decayed)
-        for p, b in history.items()
-        if (row := product_rows.get(p)) is not None
-    )
-
-
-def _history_columns(
-    known: Iterable[tuple[float, ...]], size: int, now: float
-) -> tuple[Ints, Floats, Floats, Floats, Floats]:
-    """HistoryArrays' columns of ``size`` products (``_known``'s tuples), as of ``now``: elementwise arithmetic, so
-    a product's values are the same whichever products are computed with it."""
-    import numpy as np
-
-    table = np.fromiter(chain.from_iterable(known), np.float64, size * _TABLE_WIDTH).reshape(size, _TABLE_WIDTH)
-    half_lives = np.asarray(HALF_LIVES_DAYS, dtype=np.float64)[:, None] * DAY_SECONDS
-    since_ref = np.maximum(now - table[:, 4], 0.0)
-    since_last = now - table[:, 3]
-    return (
-        table[:, 0].astype(np.int64),
-        table[:, 1].astype(np.float32),
-        table[:, 2].astype(np.float32),
-        (np.maximum(since_last, 0.0) / DAY_SECONDS).astype(np.float32),
-        (table[:, 5:].T * np.exp2(-since_ref / half_lives)).astype(np.float32),  # decayed as of each ref, then now
-    )
+_FIELDS = ("count", "quantity", "last_purchased", "ref")  # what the model reads of a Bought, then its decayed counts
 
 
 @dataclass(frozen=True)
@@ -152,17 +124,36 @@ class Histories:
     def read(
         cls, histories: Sequence[Mapping[str, Bought]], product_rows: Mapping[str, int], now: float
     ) -> tuple[Histories | None, list[int]]:
-        """The histories that hold a product the model knows, as ``HistoryArrays.of`` reads each (the same numbers),
-        and their indexes in ``histories``; None if none does."""
+        """The histories that hold a product the model knows, each product's numbers as of ``now`` (elementwise
+        arithmetic: a product's are the same whichever histories are read with it), sorted by product row within a
+        history, and their indexes in ``histories``; None if none does. Read field by field into arrays, without a
+        Python object per product."""
         import numpy as np
 
-        known = [_known(history, product_rows) for history in histories]
-        usable = [i for i, products in enumerate(known) if products]
+        size = sum(map(len, histories))
+        owner = np.repeat(np.arange(len(histories)), np.fromiter(map(len, histories), np.int64, len(histories)))
+        rows = np.fromiter(map(product_rows.get, chain.from_iterable(histories), repeat(-1)), np.int64, size)
+        bought = list(chain.from_iterable(history.values() for history in histories))
+        fields = np.fromiter(chain.from_iterable(map(attrgetter(*_FIELDS), bought)), np.float64, size * len(_FIELDS))
+        decayed = np.fromiter(chain.from_iterable(b.decayed for b in bought), np.float64, size * len(HALF_LIVES_DAYS))
+        known = np.flatnonzero(rows >= 0)
+        known = known[np.argsort(owner[known] * (len(product_rows) + 1) + rows[known])]  # by history, then row
+        counts = np.bincount(owner[known], minlength=len(histories))
+        usable = np.flatnonzero(counts).tolist()
         if not usable:
             return None, usable
-        sizes = np.fromiter((len(known[i]) for i in usable), np.int64, len(usable))
-        columns = _history_columns(chain.from_iterable(known[i] for i in usable), int(sizes.sum()), now)
-        return cls(*columns, sizes=sizes), usable
+        count, quantity, last, ref = fields.reshape(size, len(_FIELDS))[known].T
+        half_lives = np.asarray(HALF_LIVES_DAYS, dtype=np.float64)[:, None] * DAY_SECONDS
+        since_ref = np.maximum(now - ref, 0.0)
+        return cls(
+            rows=rows[known],
+            count=count.astype(np.float32),
+            quantity=quantity.astype(np.float32),
+            days_since=(np.maximum(now - last, 0.0) / DAY_SECONDS).astype(np.float32),
+            # decayed as of each ref, then now
+            decayed=(decayed.reshape(size, -1)[known].T * np.exp2(-since_ref / half_lives)).astype(np.float32),
+            sizes=counts[usable],
+        ), usable
 
     def __len__(self) -> int:
         return len(self.sizes)
@@ -196,17 +187,21 @@ def query_embedding(
 def query_embeddings(
     histories: Histories, history_vectors: Floats, half_life_days: float, country_vectors: Floats | None
 ) -> Floats:
-    """[customers, D] the query tower: the mean of the products' history embeddings weighted by log(1 + times bought)
-    x 2^(-days since last bought / half-life), plus the customer's country's embedding (``country_vectors`` [customers,
-    D]: zeros for an unknown country; None: none). Ages count from the customer's latest purchase: the weighted mean is
-    the same, and an old history does not underflow to zero."""
+    """[customers, D] the query tower: the mean of the products' history embeddings (``history_vectors`` [D, products]:
+    a product's is a column) weighted by log(1 + times bought) x 2^(-days since last bought / half-life), plus the
+    customer's country's embedding (``country_vectors`` [customers, D]: zeros for an unknown country; None: none). Ages
+    count from the customer's latest purchase: the weighted mean is the same, and an old history does not underflow to
+    zero."""
     import numpy as np
 
     starts, customer = histories.starts, histories.customer
     ages = histories.days_since
     youngest = np.minimum.reduceat(ages, starts)[customer]
     weights = np.log1p(histories.count) * np.exp2(-(ages - youngest) / np.float32(half_life_days))
-    sums = np.add.reduceat(weights[:, None] * history_vectors[histories.rows], starts, axis=0)
+    # [D, N]: each sum runs over contiguous values (numpy's same pairwise sums, several times faster than over rows)
+    weighted = np.take(history_vectors, histories.rows, axis=1)
+    weighted *= weights
+    sums = np.add.reduceat(weighted, starts, axis=1).T
     totals = np.maximum(np.add.reduceat(weights, starts), np.float32(1e-6))
     queries: Floats = sums / totals[:, None]
     if country_vectors is not None:
@@ -226,7 +221,9 @@ class ProductTables:
 
 @dataclass(frozen=True)
 class Head:
-    """A ranking head: standardised features, then a ReLU MLP to one logit (the exported Keras weights)."""
+    """A ranking head: standardised features, then a ReLU MLP to one logit (the exported Keras weights). Computed
+    in float32 with the standardisation and biases folded into the kernels (``_layers``): the SavedModel's arithmetic
+    up to rounding (pinned by tests)."""
 
     mean: Floats
     std: Floats
@@ -242,42 +239,90 @@ class Head:
             out[start : start + LOGIT_ROWS] = self._logits(features[start : start + LOGIT_ROWS])
         return out
 
+    @cached_property
+    def _layers(self) -> tuple[tuple[Floats, ...], Floats, float]:
+        """The hidden layers' kernels, each with its bias as an extra last input row (the input carries a constant 1
+        in its last column: the bias costs no pass of its own; every hidden layer but the last passes the 1 on as its
+        own last column, which the ReLU keeps), the first divided by ``std``; then the output unit's kernel and bias."""
+        import numpy as np
+
+        hidden = len(self.kernels) - 1
+        layers = []
+        for i, (kernel, bias) in enumerate(zip(self.kernels[:-1], self.biases[:-1], strict=True)):
+            scaled = kernel / self.std[:, None] if i == 0 else kernel
+            layer = np.zeros((len(kernel) + 1, kernel.shape[1] + (i < hidden - 1)), np.float32)
+            layer[:-1, : kernel.shape[1]], layer[-1, : kernel.shape[1]] = scaled, bias
+            if i < hidden - 1:
+                layer[-1, -1] = 1.0
+            layers.append(layer)
+        return tuple(layers), self.kernels[-1][:, 0].astype(np.float32), float(self.biases[-1][0])
+
     def _logits(self, features: Floats) -> Floats:
         import numpy as np
 
-        hidden = (features - self.mean) / self.std
-        for kernel, bias in zip(self.kernels[:-1], self.biases[:-1], strict=True):
-            hidden = hidden @ kernel
-            hidden += bias
+        layers, output, output_bias = self._layers
+        hidden: Floats = np.empty((len(features), features.shape[1] + 1), np.float32)
+        np.subtract(features, self.mean, out=hidden[:, :-1])  # the mean not folded: it may be large against std
+        hidden[:, -1] = 1.0
+        for layer in layers:
+            hidden = rows_product(hidden, layer)
             np.maximum(hidden, 0.0, out=hidden)
-        # the output layer (one unit) as a sum of columns: a row's logit does not depend on the rows computed with it
-        # (BLAS's matrix-vector product rounds the last rows of a matrix differently), so a customer's scores are the
-        # same alone and in a batch
-        columns = np.ascontiguousarray(hidden.T)
-        kernel, bias = self.kernels[-1][:, 0], self.biases[-1][0]
-        out: Floats = columns[0] * kernel[0]
-        for column in range(1, len(kernel)):
-            out += columns[column] * kernel[column]
-        out += bias
+        # the output layer (one unit) as each row's sum: BLAS rounds a matrix-vector product's last rows differently
+        hidden *= output
+        out: Floats = hidden.sum(axis=1)
+        out += np.float32(output_bias)
         return out
+
+
+def rows_product(a: Floats, b: Floats) -> Floats:
+    """``a @ b`` by BLAS's matrix-matrix product. For the ranking heads' layers its rows have the same bits whichever
+    rows come with them (pinned by tests: 1 to 69 rows at several offsets on this machine; not so for every shape, see
+    ``exact_top_many``); numpy computes a single row with the matrix-vector product, which rounds differently, so a
+    single row is computed beside a row of zeros."""
+    import numpy as np
+
+    if len(a) != 1:
+        product: Floats = a @ b
+        return product
+    return (np.concatenate([a, np.zeros_like(a)]) @ b)[:1]
 
 
 LOGIT_ROWS = 4096
 
 
 def exact_top(vectors: Floats, query: Floats, k: int, exclude_rows: Ints | None = None) -> tuple[Ints, Floats]:
-    """The exact top ``k`` rows of ``vectors`` by dot product with ``query``, best first, leaving out
-    ``exclude_rows`` (brute force), with their scores."""
+    """One query's ``exact_top_many``, without the padding."""
     import numpy as np
 
-    scores = vectors @ query
-    excluded = 0 if exclude_rows is None else len(exclude_rows)
-    if excluded:
-        scores[exclude_rows] = -np.inf
-    k = min(k, len(scores) - excluded)
-    top = np.argpartition(scores, -k)[-k:] if 0 < k < len(scores) else np.arange(max(k, 0))
-    top = top[np.argsort(-scores[top], kind="stable")]
-    return top.astype(np.int64), scores[top]
+    excluded = None if exclude_rows is None else (np.zeros(len(exclude_rows), np.int64), exclude_rows)
+    rows, scores = exact_top_many(vectors, query[None], k, excluded)
+    found = np.isfinite(scores[0])
+    return rows[0][found], scores[0][found]
+
+
+def exact_top_many(
+    vectors: Floats, queries: Floats, k: int, excluded: tuple[Ints, Ints] | None = None
+) -> tuple[Ints, Floats]:
+    """[queries, min(k, len(vectors))] each query's exact top ``k`` rows of ``vectors`` by dot product, best first
+    (ties in ``argpartition``'s order), leaving out the (query, row) pairs ``excluded`` (brute force), with their
+    scores; a query left with fewer than k rows ends with rows scored -inf.
+
+    The scores are one matrix-vector product a query, the same call whatever the batch: BLAS's matrix-matrix product
+    for a batch would be 4x faster on the retail model, but a query's scores from it change in the last bits with the
+    number of queries computed with it (7 vs 256 on this machine's OpenBLAS) and with one it is 5x slower."""
+    import numpy as np
+
+    rows = len(queries)
+    scores = np.empty((rows, len(vectors)), np.float32)
+    for i, query in enumerate(queries):
+        np.matmul(vectors, query, out=scores[i])
+    if excluded is not None:
+        scores[excluded] = -np.inf
+    k = min(k, len(vectors))
+    top = np.argpartition(scores, -k, axis=1)[:, -k:] if k < len(vectors) else np.tile(np.arange(k), (rows, 1))
+    values = np.take_along_axis(scores, top, axis=1)
+    order = descending_order(values.ravel(), np.full(rows, k)).reshape(rows, k) - np.arange(0, rows * k, k)[:, None]
+    return np.take_along_axis(top, order, axis=1).astype(np.int64), np.take_along_axis(values, order, axis=1)
 
 
 def candidates(retrieved: Ints, history: HistoryArrays, *, exclude_purchased: bool) -> Ints:
@@ -287,6 +332,22 @@ def candidates(retrieved: Ints, history: HistoryArrays, *, exclude_purchased: bo
 
     fresh = retrieved[~np.isin(retrieved, history.rows)]
     return fresh if exclude_purchased else np.concatenate([fresh, history.rows])
+
+
+def with_histories(fresh: Ints, sizes: Ints, histories: Histories, *, exclude_purchased: bool) -> tuple[Ints, Ints]:
+    """``candidates`` for many customers: customer i's never-bought rows are the next ``sizes[i]`` of ``fresh``; the
+    candidate rows in customer order (each customer's fresh rows, then unless ``exclude_purchased`` their history's)
+    and how many each."""
+    import numpy as np
+
+    if exclude_purchased:
+        return fresh, sizes
+    total = sizes + histories.sizes
+    starts, customer = _starts(total), histories.customer
+    out: Ints = np.empty(int(total.sum()), np.int64)
+    out[np.repeat(starts - _starts(sizes), sizes) + np.arange(len(fresh))] = fresh
+    out[(starts + sizes - histories.starts)[customer] + np.arange(len(histories.rows))] = histories.rows
+    return out, total
 
 
 def _starts(sizes: Ints) -> Ints:
@@ -330,12 +391,36 @@ def _z_scores(values: Floats, sizes: Ints, segment: Ints) -> Floats:
 def descending_keys(values: Floats, segment: Ints) -> Ints:
     """int64 keys that order (segment ascending, value descending) as the float32 ``values`` compare (0.0 and -0.0
     equal): sorting the keys sorts each segment's values largest first."""
+    keys: Ints = (segment << 32) + _descending(values)
+    return keys
+
+
+def _descending(values: Floats) -> Ints:
+    """[0, 2^32) int64 keys ordering the float32 ``values`` largest first (0.0 and -0.0 equal)."""
     import numpy as np
 
     bits = (values + np.float32(0.0)).view(np.int32).astype(np.int64)  # + 0.0: -0.0 becomes 0.0
     ordered = np.where(bits < 0, -(bits & 0x7FFFFFFF), bits)  # the floats' order as integers
-    keys: Ints = (segment << 32) + (0x7FFFFFFF - ordered)
+    keys: Ints = 0x7FFFFFFF - ordered
     return keys
+
+
+def descending_order(values: Floats, sizes: Ints) -> Ints:
+    """The order sorting each segment's ``values`` (the next ``sizes[i]``) largest first, ties in the order they come:
+    a stable sort of (segment, -value), as one sort of unique int64 keys (segment, -value, position in the segment)
+    when they fit in 63 bits (a page of customers' candidates does), which is several times faster."""
+    import numpy as np
+
+    if not len(values):
+        return np.zeros(0, np.int64)
+    segment, starts = _segment_ids(sizes), _starts(sizes)
+    position_bits = int(sizes.max()).bit_length()
+    if len(sizes).bit_length() + 32 + position_bits > 63:
+        return np.argsort(descending_keys(values, segment), kind="stable")
+    position = np.arange(len(values)) - starts[segment]
+    keys = np.sort((descending_keys(values, segment) << position_bits) | position)
+    order: Ints = starts[keys >> (32 + position_bits)] + (keys & ((1 << position_bits) - 1))
+    return order
 
 
 def _log_ranks(values: Floats, sizes: Ints, segment: Ints) -> Floats:
@@ -344,7 +429,7 @@ def _log_ranks(values: Floats, sizes: Ints, segment: Ints) -> Floats:
     import numpy as np
 
     keys = descending_keys(values, segment)
-    order = np.argsort(keys)
+    order = descending_order(values, sizes)
     ordered = keys[order]
     position = np.arange(len(values))
     tie_start = np.ones(len(values), bool)
@@ -397,9 +482,11 @@ def batch_features(rows: Ints, sizes: Ints, histories: Histories, tables: Produc
     keys = segment * products + rows
     at = np.minimum(np.searchsorted(bought_keys, keys), len(bought_keys) - 1)
     bought = bought_keys[at] == keys
+    history_index = np.where(bought, at, len(bought_keys))  # past the history: never bought
 
-    def per_candidate(values: Floats, missing: float = 0.0) -> Floats:
-        out: Floats = np.where(bought, values[at], np.float32(missing))
+    def log_per_candidate(values: Floats, missing: float = 0.0) -> Floats:
+        """log1p of a history column at each candidate (of ``missing`` for one never bought): over the history only."""
+        out: Floats = np.log1p(np.append(values, np.float32(missing)))[history_index]
         return out
 
     ease = ease_scores(histories, tables, rows, segment)
@@ -415,10 +502,10 @@ def batch_features(rows: Ints, sizes: Ints, histories: Histories, tables: Produc
     ).astype(np.float32)[:, segment]
     columns = [
         bought.astype(np.float32),
-        np.log1p(per_candidate(histories.count)),
-        np.log1p(per_candidate(histories.quantity)),
-        np.log1p(per_candidate(histories.days_since, NEVER_DAYS)),
-        *(np.log1p(per_candidate(decayed)) for decayed in histories.decayed),
+        log_per_candidate(histories.count),
+        log_per_candidate(histories.quantity),
+        log_per_candidate(histories.days_since, NEVER_DAYS),
+        *(log_per_candidate(decayed) for decayed in histories.decayed),
         _z_scores(ease, sizes, segment),
         _log_ranks(ease, sizes, segment),
         np.clip(ease, -1.0, 2.0),
@@ -427,7 +514,10 @@ def batch_features(rows: Ints, sizes: Ints, histories: Histories, tables: Produc
         recent - popularity,
         *customer,
     ]
-    return np.stack(columns, axis=1).astype(np.float32)
+    out: Floats = np.empty((len(rows), len(columns)), np.float32)
+    for i, column in enumerate(columns):
+        out[:, i] = column
+    return out
 
 
 def sigmoid(logits: Floats) -> Floats:

@@ -13,7 +13,16 @@ import pytest
 from recsys.artifact import Artifact
 from recsys.domain import DAY_SECONDS, HALF_LIVES_DAYS, ProductHistory, Purchase, PurchaseHistory
 from recsys.recommender import Recommender
-from recsys.scoring import FEATURES, NEVER_DAYS, HistoryArrays, features
+from recsys.scoring import (
+    FEATURES,
+    NEVER_DAYS,
+    HistoryArrays,
+    descending_keys,
+    descending_order,
+    exact_top,
+    exact_top_many,
+    features,
+)
 from tests.support.data import KNOWN_CUSTOMER, SliceHistories
 
 NOW = 1_700_000_000
@@ -91,6 +100,61 @@ def test_too_little_data_for_the_ranking_stage_is_refused_with_a_reason() -> Non
     names = dict.fromkeys(purchases["product_id"], "")
     with pytest.raises(ValueError, match="too little data for the ranking stage"):
         fit_ranking(purchases, TrainParams.tiny(), names, sorted(names))
+
+
+def test_a_query_has_the_same_exact_top_alone_and_in_a_batch(recommender: Recommender) -> None:
+    # Given the model's product vectors, queries and past purchases to leave out, the last query's leaving fewer than k
+    # products
+    vectors = recommender._product_vectors
+    queries = np.random.default_rng(3).normal(size=(5, vectors.shape[1])).astype(np.float32)
+    k = 50
+    excluded = {1: np.asarray([3, 9]), 4: np.arange(len(vectors) - k // 2)}
+    pairs = [(i, row) for i, rows in excluded.items() for row in rows.tolist()]
+    query_of, rows = np.asarray(pairs).T
+    # When their top k is searched for all at once and for each alone
+    top, scores = exact_top_many(vectors, queries, k, (query_of, rows))
+    for i, query in enumerate(queries):
+        alone_rows, alone_scores = exact_top(vectors, query, k, excluded.get(i))
+        # Then each query gets the same rows and score bits both ways
+        found = np.isfinite(scores[i])
+        assert top[i][found].tolist() == alone_rows.tolist()
+        np.testing.assert_array_equal(scores[i][found], alone_scores)
+        # the best products not excluded, best first
+        left = np.setdiff1d(np.arange(len(vectors)), excluded.get(i, []))
+        assert len(alone_rows) == min(k, len(left))
+        assert np.isin(alone_rows, left).all()
+        assert (np.diff(alone_scores) <= 0).all()
+        np.testing.assert_allclose(alone_scores, vectors[alone_rows] @ query, rtol=1e-5, atol=1e-5)
+        others = np.setdiff1d(left, alone_rows)
+        assert (vectors[others] @ query <= alone_scores[-1] + 1e-5).all()
+
+
+def test_a_candidates_logit_is_the_same_alone_and_in_a_batch(
+    recommender: Recommender, histories: SliceHistories
+) -> None:
+    # Given features of 300 candidates for a customer
+    arrays = recommender.history_arrays(histories.by_customer[KNOWN_CUSTOMER].products, histories.now)
+    assert arrays is not None
+    x = features(np.arange(300, dtype=np.int64), arrays, recommender._tables)
+    for head in recommender._heads.values():
+        # When the ranking head scores them all at once, and in pieces (one row alone among them)
+        together = head.logits(x)
+        pieces = np.concatenate([head.logits(x[a:b]) for a, b in [(0, 1), (1, 3), (3, 260), (260, 300)]])
+        # Then each row's logit has the same bits
+        np.testing.assert_array_equal(pieces, together)
+
+
+@pytest.mark.parametrize("customers", [3, 1 << 20])
+def test_descending_order_is_a_stable_sort_of_each_segments_values_largest_first(customers: int) -> None:
+    # Given segments of values with ties (0.0 and -0.0 among them), one segment empty (more customers than fit the
+    # fast path's keys: the stable sort)
+    values = np.asarray([0.5, -0.0, 0.5, 0.0, 2.0, -1.0, 3.0, 3.0, -np.inf], np.float32)
+    sizes = np.zeros(customers, np.int64)
+    sizes[:3] = [4, 0, 5]
+    # When ordered, then it is a stable sort of (segment, -value)
+    segment = np.repeat(np.arange(customers), sizes)
+    expected = np.argsort(descending_keys(values, segment), kind="stable")
+    assert descending_order(values, sizes).tolist() == expected.tolist() == [0, 2, 1, 3, 6, 7, 4, 5, 8]
 
 
 def test_catalogues_too_large_for_ease_get_zero_ease_features(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -207,8 +207,7 @@ def batch_generation(model_dir: Path, workload: Workload, *, repeat: int, single
       ranking), against ``single``: one customer per call as served (``Recommender.recommend``), on the first
       ``single_customers`` customers, taking turns in each round; ``two_stage_speedup`` the ratio of the medians, and
       ``identical`` the share of those customers whose top 20 (ids and scores) is the same both ways;
-    - ``profile``: where a batch's time goes, microseconds a customer: history arrays, queries, ScaNN searches, the
-      candidate rule, features, the ranking head, the per-customer sort;
+    - ``profile``: where a batch's time goes, microseconds a customer (``batch_profile``);
     - ``batched``: retrieval only, through the SavedModel's ``recommend`` signature in batches of 256."""
     recommender, _ = timed_load(model_dir)
     histories, now = workload.histories, workload.now
@@ -269,10 +268,11 @@ def batch_profile(
     recommender: Recommender, asked: Sequence[tuple[Mapping[str, Bought], str | None]], now: float
 ) -> dict[str, float]:
     """Microseconds a customer in each step of ``Recommender.recommend_many``, over every customer in batches of 256
-    (the steps called one by one, as ``recommend_many`` calls them)."""
-    from recsys.scoring import Histories, batch_features, descending_keys, sigmoid
+    (the steps called one by one, as ``recommend_many`` calls them): history arrays, queries, retrieval (the served
+    search, exact or ScaNN, and the candidate rule), features, the ranking head, the per-customer sort."""
+    from recsys.scoring import Histories, batch_features, descending_order, sigmoid
 
-    spent = dict.fromkeys(("history_arrays", "queries", "search", "candidates", "features", "head", "sort"), 0.0)
+    spent = dict.fromkeys(("history_arrays", "queries", "search", "features", "head", "sort"), 0.0)
     head = recommender._heads["all"]
     clock = time.perf_counter
     for i in range(0, len(asked), BATCH_SIZE):
@@ -284,18 +284,15 @@ def batch_profile(
             continue
         queries = recommender.queries(batch, [page[i][1] for i in usable])
         t2 = clock()
-        recommender.search_many(queries, recommender._k_max + batch.sizes)
+        rows, sizes = recommender._candidates_many(batch, queries, exclude_purchased=False)
         t3 = clock()
-        rows, sizes = recommender._candidates_many(batch, queries, exclude_purchased=False)  # searches again
-        t4 = clock()
         x = batch_features(rows, sizes, batch, recommender._tables)
-        t5 = clock()
+        t4 = clock()
         scores = sigmoid(head.logits(x))
+        t5 = clock()
+        descending_order(scores, sizes)
         t6 = clock()
-        np.argsort(descending_keys(scores, np.repeat(np.arange(len(sizes)), sizes)), kind="stable")
-        t7 = clock()
-        steps = (t1 - t0, t2 - t1, t3 - t2, t4 - t3 - (t3 - t2), t5 - t4, t6 - t5, t7 - t6)
-        for step, seconds in zip(spent, steps, strict=True):
+        for step, seconds in zip(spent, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5), strict=True):
             spent[step] += seconds
     return {step: round(1e6 * seconds / len(asked), 2) for step, seconds in spent.items()}
 

@@ -116,6 +116,7 @@ def examples(
     active = before[before["customer_id"].isin(bought_later.index)]
     parts: list[tuple[Array, Array, Array]] = []
     covered = {view: [] for view in VIEWS}  # type: dict[str, list[float]]
+    history_vectors = np.ascontiguousarray(towers.history_embeddings.T)  # as query_embeddings reads them
     for history in purchase_histories(active, MAX_HISTORY):
         arrays = HistoryArrays.of(history.products, rows, now)
         if arrays is None:
@@ -123,7 +124,7 @@ def examples(
         country = countries.get(history.country or "")
         query = query_embedding(
             arrays,
-            towers.history_embeddings,
+            history_vectors,
             params.recency_half_life_days,
             None if country is None else towers.country_embeddings[country],
         )
