@@ -1,14 +1,14 @@
 """The domain: a customer's recommendation list, as the service changes it, the store keeps it and the API shows it;
-and a customer's purchase history, as record_purchases builds it.
+and a customer's purchase history, as record_purchases builds it, with the orders it recorded recently.
 
 Plain frozen dataclasses, free of HTTP and DynamoDB; ``evolve`` returns a changed copy.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Self
 
 Source = Literal["model", "popular", "manual"]
@@ -89,14 +89,29 @@ class ProductHistory:
 
 
 @dataclass(frozen=True)
+class RecordedOrder:
+    """An order the history remembers (record_purchases' ledger): the hash of what a redelivery must repeat, and the
+    first answer's figures, those of the history as the order's write left it."""
+
+    order_id: str
+    payload: str  # a hash of the purchases as sent and the country
+    purchases_recorded: int
+    products_in_history: int
+    version: int  # the history's version written with the order
+    recorded_at: datetime  # the history's updated_at then
+
+
+@dataclass(frozen=True)
 class PurchaseHistory:
-    """What a customer bought, per product (at most a bounded number of the most recently bought products)."""
+    """What a customer bought, per product (at most a bounded number of the most recently bought products), and the
+    orders recorded recently (a bounded number, within a bounded time), oldest first."""
 
     customer_id: str
     products: Mapping[str, ProductHistory] = field(default_factory=dict)
     country: str | None = None
     updated_at: datetime = field(default_factory=utc_now)
     version: int = 0  # the optimistic lock, as for the list
+    orders: tuple[RecordedOrder, ...] = ()
 
     def add(self, purchases: Iterable[Purchase], limit: int, country: str | None = None) -> Self:
         """The history with ``purchases`` added, keeping the ``limit`` most recently bought products (ties: by id)."""
@@ -108,6 +123,30 @@ class PurchaseHistory:
             kept = sorted(products.items(), key=lambda item: (-item[1].last_purchased, item[0]))[:limit]
             products = dict(kept)
         return replace(self, products=products, country=country or self.country)
+
+    def recorded(self, order_id: str, since: datetime) -> RecordedOrder | None:
+        """The order ``order_id`` if it was recorded at ``since`` or later; one recorded before is forgotten."""
+        return next((o for o in self.orders if o.order_id == order_id and o.recorded_at >= since), None)
+
+    def record(
+        self,
+        order_id: str,
+        payload: str,
+        purchases: Sequence[Purchase],
+        country: str | None,
+        at: datetime,
+        *,
+        max_products: int,
+        max_orders: int,
+        memory: timedelta,
+    ) -> Self:
+        """The history's next version, written at ``at``: the order's purchases added (``add``) and the order
+        remembered with its answer; the orders recorded before ``at - memory`` and all but the ``max_orders`` newest
+        forgotten."""
+        added = self.add(purchases, max_products, country)
+        order = RecordedOrder(order_id, payload, len(purchases), len(added.products), self.version + 1, at)
+        kept = tuple(o for o in self.orders if o.recorded_at >= at - memory and o.order_id != order_id)
+        return replace(added, orders=(*kept, order)[-max_orders:], updated_at=at)
 
     def evolve(self, **changes: Any) -> Self:
         return replace(self, **changes)
