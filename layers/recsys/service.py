@@ -23,6 +23,7 @@ from recsys.domain import (
     RecommendationList,
     RecordedOrder,
     Source,
+    from_micros,
     utc_now,
 )
 from recsys.errors import (
@@ -257,7 +258,7 @@ class RecommendationService:
             "purchases_recorded": recorded.purchases_recorded,
             "products_in_history": recorded.products_in_history,
             "version": recorded.version,
-            "updated_at": recorded.recorded_at.isoformat(),
+            "updated_at": from_micros(recorded.recorded_at).isoformat(),
         }
 
     def _score(

@@ -131,22 +131,13 @@ def history_json(products: Mapping[str, ProductHistory]) -> str:
 
 
 def orders_json(orders: tuple[RecordedOrder, ...]) -> str:
-    """[{id: order_id, h: payload hash, n: purchases recorded, p: products in history, v: version, at: recorded at
-    (ISO 8601, the history's updated_at then)}], oldest first."""
-    return _json(
-        [
-            {"id": o.order_id, "h": o.payload, "n": o.purchases_recorded, "p": o.products_in_history, "v": o.version}
-            | {"at": o.recorded_at.isoformat()}
-            for o in orders
-        ]
-    )
+    """[[order_id, payload hash, purchases recorded, products in history, version, recorded at (epoch microseconds:
+    the history's updated_at then)]], oldest first: arrays, as the orders are read and written with every order."""
+    return _json(orders)  # named tuples: arrays
 
 
 def _orders(value: str | None) -> tuple[RecordedOrder, ...]:
-    return tuple(
-        RecordedOrder(o["id"], o["h"], int(o["n"]), int(o["p"]), int(o["v"]), datetime.fromisoformat(o["at"]))
-        for o in (json.loads(value) if value else ())
-    )
+    return tuple(RecordedOrder._make(row) for row in json.loads(value)) if value else ()
 
 
 def _history_to_item(history: PurchaseHistory, expires_at: datetime) -> dict[str, Any]:

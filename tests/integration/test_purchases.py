@@ -19,6 +19,7 @@ from botocore.retries.standard import ExponentialBackoff
 from moto.dynamodb.models import DynamoDBBackend
 
 import recsys.service
+from recsys.domain import from_micros
 from recsys.errors import ConflictError
 from recsys.operations import RECORD_PURCHASES
 from recsys.schemas import RecordPurchasesRequest
@@ -62,7 +63,7 @@ def stored_history(aws: Any, customer_id: str = CUSTOMER) -> dict[str, Any] | No
 def remembered(aws: Any, customer_id: str = CUSTOMER) -> list[str]:
     """The order ids the customer's history remembers, oldest first."""
     history = stored_history(aws, customer_id)
-    return [o["id"] for o in history["orders"]] if history else []
+    return [o[0] for o in history["orders"]] if history else []
 
 
 def test_recording_creates_then_extends_the_history(api: Api, aws: Any) -> None:
@@ -104,7 +105,8 @@ def test_recording_creates_then_extends_the_history(api: Api, aws: Any) -> None:
     assert abs(history["products"]["C3"]["t"] - datetime.now(UTC).timestamp()) < 60
     assert history["country"] == "France"
     # And the history remembers both orders with their answers
-    assert [(o["id"], o["n"], o["p"], o["v"], datetime.fromisoformat(o["at"])) for o in history["orders"]] == [
+    # [order_id, payload hash, purchases recorded, products in history, version, recorded at (epoch microseconds)]
+    assert [(o[0], *o[2:5], from_micros(o[5])) for o in history["orders"]] == [
         ("o-1", 3, 2, 1, datetime.fromisoformat(first.body["updated_at"])),
         ("o-2", 2, 3, 2, datetime.fromisoformat(second.body["updated_at"])),
     ]
