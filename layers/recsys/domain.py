@@ -1,7 +1,7 @@
 """The domain: a customer's recommendation list, as the service changes it, the store keeps it and the API shows it;
 and a customer's purchase history, as record_purchases builds it, with the orders it recorded recently.
 
-Plain frozen dataclasses, free of HTTP and DynamoDB; ``evolve`` returns a changed copy.
+Plain frozen dataclasses (and one named tuple), free of HTTP and DynamoDB; ``evolve`` returns a changed copy.
 """
 
 from __future__ import annotations
