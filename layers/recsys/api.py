@@ -32,7 +32,7 @@ def error_response(
 
 def _domain_error(_: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, RecsysError)
-    retry_after = getattr(error, "retry_after", None)  # UnavailableError, and a 409 that will resolve itself
+    retry_after = getattr(error, "retry_after", None)  # UnavailableError
     headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
     return error_response(error.status_code, error.code, error.message, error.details, headers)
 

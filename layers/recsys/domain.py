@@ -1,21 +1,34 @@
 """The domain: a customer's recommendation list, as the service changes it, the store keeps it and the API shows it;
-and a customer's purchase history, as record_purchases builds it.
+and a customer's purchase history, as record_purchases builds it, with the orders it recorded recently.
 
-Plain frozen dataclasses, free of HTTP and DynamoDB; ``evolve`` returns a changed copy.
+Plain frozen dataclasses (and one named tuple), free of HTTP and DynamoDB; ``evolve`` returns a changed copy.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
-from typing import Any, Literal, Self
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal, NamedTuple, Self
 
 Source = Literal["model", "popular", "manual"]
 
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MICROSECOND = timedelta(microseconds=1)
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def to_micros(at: datetime) -> int:
+    """``at`` in epoch microseconds, exactly (integer arithmetic: ``from_micros`` gives ``at`` back)."""
+    return (at - EPOCH) // MICROSECOND
+
+
+def from_micros(micros: int) -> datetime:
+    return EPOCH + micros * MICROSECOND
 
 
 @dataclass(frozen=True)
@@ -88,15 +101,30 @@ class ProductHistory:
         )
 
 
+class RecordedOrder(NamedTuple):
+    """An order the history remembers (record_purchases' ledger): the hash of what a redelivery must repeat, and the
+    first answer's figures, those of the history as the order's write left it. A named tuple: every order reads and
+    writes them all, and a tuple is made and stored (a JSON array) much faster than a frozen dataclass."""
+
+    order_id: str
+    payload: str  # a hash of the purchases as sent and the country
+    purchases_recorded: int
+    products_in_history: int
+    version: int  # the history's version written with the order
+    recorded_at: int  # the history's updated_at then, in epoch microseconds (``from_micros``): cheap to compare, store
+
+
 @dataclass(frozen=True)
 class PurchaseHistory:
-    """What a customer bought, per product (at most a bounded number of the most recently bought products)."""
+    """What a customer bought, per product (at most a bounded number of the most recently bought products), and the
+    orders recorded recently (a bounded number, within a bounded time), oldest first."""
 
     customer_id: str
     products: Mapping[str, ProductHistory] = field(default_factory=dict)
     country: str | None = None
     updated_at: datetime = field(default_factory=utc_now)
     version: int = 0  # the optimistic lock, as for the list
+    orders: tuple[RecordedOrder, ...] = ()
 
     def add(self, purchases: Iterable[Purchase], limit: int, country: str | None = None) -> Self:
         """The history with ``purchases`` added, keeping the ``limit`` most recently bought products (ties: by id)."""
@@ -108,6 +136,32 @@ class PurchaseHistory:
             kept = sorted(products.items(), key=lambda item: (-item[1].last_purchased, item[0]))[:limit]
             products = dict(kept)
         return replace(self, products=products, country=country or self.country)
+
+    def recorded(self, order_id: str, since: datetime) -> RecordedOrder | None:
+        """The order ``order_id`` if it was recorded at ``since`` or later; one recorded before is forgotten."""
+        start = to_micros(since)
+        return next((o for o in self.orders if o.order_id == order_id and o.recorded_at >= start), None)
+
+    def record(
+        self,
+        order_id: str,
+        payload: str,
+        purchases: Sequence[Purchase],
+        country: str | None,
+        at: datetime,
+        *,
+        max_products: int,
+        max_orders: int,
+        memory: timedelta,
+    ) -> Self:
+        """The history's next version, written at ``at``: the order's purchases added (``add``) and the order
+        remembered with its answer; the orders recorded before ``at - memory`` and all but the ``max_orders`` newest
+        forgotten."""
+        added = self.add(purchases, max_products, country)
+        order = RecordedOrder(order_id, payload, len(purchases), len(added.products), self.version + 1, to_micros(at))
+        start = to_micros(at - memory)
+        kept = tuple(o for o in self.orders if o.recorded_at >= start and o.order_id != order_id)
+        return replace(added, orders=(*kept, order)[-max_orders:], updated_at=at)
 
     def evolve(self, **changes: Any) -> Self:
         return replace(self, **changes)

@@ -41,6 +41,12 @@ class ConflictError(RecsysError):
     code = "conflict"
 
 
+class OrderMismatchError(ConflictError):
+    """record_purchases: the order_id was recorded before with other purchases or another country."""
+
+    code = "order_mismatch"
+
+
 class UnavailableError(RecsysError):
     """A dependency (DynamoDB, the model) cannot serve now; the client should retry after ``retry_after`` s."""
 

@@ -168,14 +168,9 @@ def record_purchases(op: "Operation", settings: "Settings", service: ServiceProv
     RecordPurchasesRequest = request_models(settings).record_purchases
 
     @endpoint
-    async def record_purchases(
-        customer_id: CustomerIdPath,
-        body: RecordPurchasesRequest,  # type: ignore[valid-type]
-        request: Request,
-    ) -> RecordedPurchases:
+    async def record_purchases(customer_id: CustomerIdPath, body: RecordPurchasesRequest) -> RecordedPurchases:  # type: ignore[valid-type]
         """Add the purchases to the customer's history, once per order_id: a redelivered order gets the first answer
         and changes nothing. Products the model does not know yet are recorded too."""
-        context = request.scope.get("aws.context")  # Mangum's: the Lambda context, absent locally
-        return RecordedPurchases.model_validate(service().record_purchases(customer_id, body, context))
+        return RecordedPurchases.model_validate(service().record_purchases(customer_id, body))
 
     return router

@@ -1,20 +1,39 @@
-"""The operations: pure logic over the store, the recommender and (record_purchases) the order ledger.
+"""The operations: pure logic over the store and the recommender.
 
 Every change is a read-modify-write of one of the customer's items (list or history), conditional on its version
-and retried a bounded number of times, so concurrent writers never lose each other's changes.
+and retried a bounded number of times, so concurrent writers never lose each other's changes. record_purchases counts
+each order once by remembering it in the history item, written by the same conditional put as its purchases.
 """
 
 from __future__ import annotations
 
-import functools
+import hashlib
+import json
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, Protocol, TypeVar
 
 from recsys import budget
-from recsys.domain import Purchase, PurchaseHistory, Recommendation, RecommendationList, Source, utc_now
-from recsys.errors import ConflictError, NotFoundError, UnavailableError, UnprocessableError, VersionConflict
+from recsys.domain import (
+    Purchase,
+    PurchaseHistory,
+    Recommendation,
+    RecommendationList,
+    RecordedOrder,
+    Source,
+    from_micros,
+    utc_now,
+)
+from recsys.errors import (
+    ConflictError,
+    NotFoundError,
+    OrderMismatchError,
+    UnavailableError,
+    UnprocessableError,
+    VersionConflict,
+)
 from recsys.recommender import Ranked, Recommender, load_recommender
 from recsys.schemas import ProductInput, RecordPurchasesRequest
 from recsys.settings import WRITE_BACKOFF_MAX, Settings
@@ -71,30 +90,11 @@ class ListStore(Protocol):
         ...
 
 
-class OrderLedger(Protocol):
-    """Runs each order once (recsys.idempotency.DynamoDBLedger: Powertools' idempotency utility; a fake in tests)."""
-
-    def once(
-        self, order: dict[str, Any], record: Callable[[], dict[str, Any]], lambda_context: Any = None
-    ) -> dict[str, Any]:
-        """``record()``'s answer the first time ``order`` (its customer_id and order_id) is seen; the first answer
-        again on a redelivery of the same order. ConflictError if that order was recorded with another payload or
-        is being recorded right now."""
-        ...
-
-
 class RecommendationService:
-    def __init__(
-        self,
-        settings: Settings,
-        store: ListStore,
-        recommender: Callable[[], Recommender],
-        ledger: Callable[[], OrderLedger] | None = None,
-    ) -> None:
+    def __init__(self, settings: Settings, store: ListStore, recommender: Callable[[], Recommender]) -> None:
         self.settings = settings
         self.store = store
         self._recommender = recommender  # called only by generate and update: show/delete never load the model
-        self._ledger = ledger  # called only by record_purchases: the others never import the idempotency utility
 
     def load_model(self) -> None:
         """Load the model now (at a function's init) rather than on the first request that needs it."""
@@ -212,37 +212,53 @@ class RecommendationService:
         return self._write_list(customer_id, apply, create=False)
 
     @_budgeted
-    def record_purchases(
-        self, customer_id: str, order: RecordPurchasesRequest, lambda_context: Any = None
-    ) -> dict[str, Any]:
-        """Add the order's purchases to the customer's history, once per order_id (a redelivery gets the first
-        answer and writes nothing). Products the model does not know are recorded as well."""
-        if self._ledger is None:
-            raise RuntimeError("record_purchases needs an order ledger")
-        payload = {"customer_id": customer_id} | order.model_dump(mode="json")
-        return self._ledger().once(payload, lambda: self._record(customer_id, order), lambda_context)
-
-    def _record(self, customer_id: str, order: RecordPurchasesRequest) -> dict[str, Any]:
+    def record_purchases(self, customer_id: str, order: RecordPurchasesRequest) -> dict[str, Any]:
+        """Add the order's purchases to the customer's history, once per order_id: the history remembers the order
+        (ORDER_MEMORY_SECONDS, MAX_REMEMBERED_ORDERS) in the same conditional write, so a redelivery, even one racing
+        the first delivery, gets the first answer and writes nothing; the same order_id with other purchases or
+        another country is OrderMismatchError. Products the model does not know are recorded as well."""
         now = int(utc_now().timestamp())
         purchases = [
             Purchase(p.product_id, p.quantity, int(p.purchased_at.timestamp()) if p.purchased_at else now)
             for p in order.purchases
         ]
-        limit = self.settings.max_history_products
-        history = self._write(
-            self.store.get_history,
-            self.store.put_history,
-            customer_id,
-            lambda stored: stored.add(purchases, limit, order.country),
-            create=PurchaseHistory,
-        )
+        payload = order_payload(order)
+        memory = timedelta(seconds=self.settings.order_memory_seconds)
+
+        def apply(stored: PurchaseHistory) -> PurchaseHistory:
+            at = utc_now()
+            known = stored.recorded(order.order_id, since=at - memory)
+            if known is not None:
+                if known.payload != payload:
+                    raise OrderMismatchError(
+                        "This order_id was recorded before with other purchases; use a new order_id for a new order",
+                        {"order_id": order.order_id},
+                    )
+                raise _Recorded(known)
+            return stored.record(
+                order.order_id,
+                payload,
+                purchases,
+                order.country,
+                at,
+                max_products=self.settings.max_history_products,
+                max_orders=self.settings.max_remembered_orders,
+                memory=memory,
+            )
+
+        try:
+            recorded = self._write(
+                self.store.get_history, self.store.put_history, customer_id, apply, create=PurchaseHistory
+            ).orders[-1]
+        except _Recorded as redelivered:
+            recorded = redelivered.order
         return {
             "customer_id": customer_id,
-            "order_id": order.order_id,
-            "purchases_recorded": len(purchases),
-            "products_in_history": len(history.products),
-            "version": history.version,
-            "updated_at": history.updated_at.isoformat(),
+            "order_id": recorded.order_id,
+            "purchases_recorded": recorded.purchases_recorded,
+            "products_in_history": recorded.products_in_history,
+            "version": recorded.version,
+            "updated_at": from_micros(recorded.recorded_at).isoformat(),
         }
 
     def _score(
@@ -317,6 +333,22 @@ class _AlreadyCurrent(Exception):
     """The stored list already has the model's version: batch generation leaves it as it is."""
 
 
+class _Recorded(Exception):
+    """The order is in the history already (a redelivery): its first answer, nothing written."""
+
+    def __init__(self, order: RecordedOrder) -> None:
+        super().__init__(order.order_id)
+        self.order = order
+
+
+def order_payload(order: RecordPurchasesRequest) -> str:
+    """What a redelivery of ``order`` must repeat, hashed: its purchases as sent (a purchased_at left out stays left
+    out) and its country."""
+    sent = order.model_dump(mode="json")
+    canonical = json.dumps([sent["purchases"], sent["country"]], sort_keys=True, separators=(",", ":"))
+    return hashlib.blake2b(canonical.encode(), digest_size=16).hexdigest()
+
+
 def generation(
     model: Recommender,
     history: PurchaseHistory | None,
@@ -388,26 +420,14 @@ def _no_list(customer_id: str) -> NotFoundError:
 
 
 def default_service(
-    settings: Settings,
-    store: ListStore | None = None,
-    client: DynamoDBClient | None = None,
-    ledger: OrderLedger | None = None,
+    settings: Settings, store: ListStore | None = None, client: DynamoDBClient | None = None
 ) -> RecommendationService:
-    """The deployed composition: DynamoDB (or ``store``), the model named by the settings, loaded on first use, and
-    the order ledger on the idempotency table (or ``ledger``), made on first use; both tables through ``client`` if
-    given."""
-    from recsys.store import DynamoDBStore, dynamodb_client
-
-    chosen = client or dynamodb_client(settings)
-
-    def dynamodb_ledger() -> OrderLedger:
-        from recsys.idempotency import DynamoDBLedger  # Powertools' idempotency utility: record_purchases only
-
-        return ledger or DynamoDBLedger(settings, chosen)
+    """The deployed composition: DynamoDB (or ``store``; through ``client`` if given) and the model named by the
+    settings, loaded on first use."""
+    from recsys.store import DynamoDBStore
 
     return RecommendationService(
         settings,
-        store or DynamoDBStore(settings, chosen),
+        store or DynamoDBStore(settings, client),
         lambda: load_recommender(settings.resolved_model_dir()),
-        functools.cache(dynamodb_ledger),
     )

@@ -1,5 +1,4 @@
-"""DynamoDB persistence of recommendation lists and purchase histories: the only module that touches boto3 (besides
-Powertools' idempotency layer, which record_purchases gives the client made here).
+"""DynamoDB persistence of recommendation lists and purchase histories: the only module that touches boto3.
 
 Two items per customer under the partition key ``customer_id``, told apart by the sort key ``record``: ``list`` (the
 recommendations) and ``history`` (the purchases). One Query on the customer can read both; as separate items, a
@@ -13,7 +12,8 @@ The list is only ever read and written whole, and as one attribute it costs (de)
 four per product, in botocore and in moto (whose serialiser made a 20-product GetItem take ~16 ms); JSON keeps the
 float scores exact, with no Decimal round trip. The exclusions, ``excluded``, are a JSON array string too, oldest
 first (older items hold a string set, still read). The history's products are one JSON string attribute too,
-``products``: {product_id: {n, q, t, d30, d90, ref}} (see ``history_json``).
+``products``: {product_id: {n, q, t, d30, d90, ref}} (see ``history_json``), and so are the orders it remembers,
+``orders`` (see ``orders_json``; absent while there are none).
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from recsys.domain import (
     PurchaseHistory,
     Recommendation,
     RecommendationList,
+    RecordedOrder,
 )
 from recsys.errors import UnavailableError, VersionConflict
 from recsys.observability import logger
@@ -57,7 +58,8 @@ UNAVAILABLE_CODES = frozenset(
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
 LIST, HISTORY = "list", "history"  # the sort key ``record`` of a customer's two items
-HISTORY_ATTRIBUTES = ("customer_id", "products", "country", "updated_at", "version")  # what _history_from_item reads
+# what batch generation's Scan reads of a history (not its orders)
+HISTORY_ATTRIBUTES = ("customer_id", "products", "country", "updated_at", "version")
 
 
 def _key(customer_id: str, record: str) -> dict[str, Any]:
@@ -128,6 +130,16 @@ def history_json(products: Mapping[str, ProductHistory]) -> str:
     )
 
 
+def orders_json(orders: tuple[RecordedOrder, ...]) -> str:
+    """[[order_id, payload hash, purchases recorded, products in history, version, recorded at (epoch microseconds:
+    the history's updated_at then)]], oldest first: arrays, as the orders are read and written with every order."""
+    return _json(orders)  # named tuples: arrays
+
+
+def _orders(value: str | None) -> tuple[RecordedOrder, ...]:
+    return tuple(RecordedOrder._make(row) for row in json.loads(value)) if value else ()
+
+
 def _history_to_item(history: PurchaseHistory, expires_at: datetime) -> dict[str, Any]:
     item: dict[str, Any] = {
         "customer_id": history.customer_id,
@@ -139,6 +151,8 @@ def _history_to_item(history: PurchaseHistory, expires_at: datetime) -> dict[str
     }
     if history.country:
         item["country"] = history.country
+    if history.orders:
+        item["orders"] = orders_json(history.orders)
     return {key: _serializer.serialize(value) for key, value in item.items()}
 
 
@@ -156,6 +170,7 @@ def _history_from_item(raw: dict[str, Any]) -> PurchaseHistory:
         country=item.get("country"),
         updated_at=datetime.fromisoformat(item["updated_at"]),
         version=int(item["version"]),
+        orders=_orders(item.get("orders")),
     )
 
 
@@ -224,7 +239,8 @@ class DynamoDBStore:
     def histories(self, segment: int = 0, total_segments: int = 1) -> Iterator[PurchaseHistory]:
         """Every customer's purchase history in segment ``segment`` of a parallel Scan in ``total_segments``
         (batch generation): the history items only (a filter on the sort key), their attributes only (a projection),
-        page by page. Eventually consistent: a purchase recorded in the last second may be missed."""
+        page by page, without the orders they remember (write none of them back). Eventually consistent: a purchase
+        recorded in the last second may be missed."""
         request: dict[str, Any] = {
             "TableName": self.table_name,
             "Segment": segment,
@@ -273,8 +289,9 @@ class DynamoDBStore:
         return new
 
     def put_history(self, history: PurchaseHistory) -> PurchaseHistory:
-        """Write ``history`` as its next version if the stored version is still ``history.version``, as ``put``."""
-        new = history.evolve(version=history.version + 1, updated_at=datetime.now(UTC))
+        """Write ``history`` as its next version if the stored version is still ``history.version``, as ``put``, with
+        its own ``updated_at`` (record_purchases sets it: the order it remembers answers with it)."""
+        new = history.evolve(version=history.version + 1)
         self._put(_history_to_item(new, new.updated_at + self.ttl), history.version)
         return new
 

@@ -166,14 +166,9 @@ def table_logical_id(template: dict[str, Any]) -> str:
     return table_named_by(template, "TABLE_NAME")
 
 
-def idempotency_table_logical_id(template: dict[str, Any]) -> str:
-    """The logical id of record_purchases' idempotency table (IDEMPOTENCY_TABLE_NAME)."""
-    return table_named_by(template, "IDEMPOTENCY_TABLE_NAME")
-
-
-def table_names(template: dict[str, Any], table: str, idempotency_table: str) -> dict[str, str]:
-    """Physical names for the template's tables (logical id -> name), as ``environment`` resolves them."""
-    return {table_logical_id(template): table, idempotency_table_logical_id(template): idempotency_table}
+def table_names(template: dict[str, Any], table: str) -> dict[str, str]:
+    """A physical name for the template's table (logical id -> name), as ``environment`` resolves it."""
+    return {table_logical_id(template): table}
 
 
 def table_resource(template: dict[str, Any], logical_id: str | None = None) -> dict[str, Any]:

@@ -56,7 +56,7 @@ def _text(value: str | dict[str, Any]) -> str:
 def reported_5xx(template: dict[str, Any], logical_id: str) -> Metric:
     """The metric the function's handler reports a 5xx answer on, given the environment the template gives it: what
     test_the_5xx_alarm_names_the_metric_a_failing_handler_prints observes."""
-    variables = environment(template, logical_id, table_names(template, "table", "orders"))
+    variables = environment(template, logical_id, table_names(template, "table"))
     service = (("service", variables["POWERTOOLS_SERVICE_NAME"]),)
     return variables["POWERTOOLS_METRICS_NAMESPACE"], METRIC_5XX, service
 
@@ -89,7 +89,7 @@ def test_the_5xx_alarm_names_the_metric_a_failing_handler_prints(template: dict[
     # ResourceNotFoundException, which the service turns into a 503
     function = function_for(template, PROBED)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POWERTOOLS_", "DYNAMODB_"))}
-    env |= environment(template, function.logical_id, table_names(template, "no-such-table", "no-such-orders"))
+    env |= environment(template, function.logical_id, table_names(template, "no-such-table"))
     env |= {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
     env |= {"AWS_REGION": "us-east-1", "POWERTOOLS_TRACE_DISABLED": "true"}  # no X-Ray daemon here
     # When it runs on its event in a fresh interpreter under moto

@@ -14,17 +14,15 @@ from recsys_tools.template import TEMPLATE, all_functions, functions
 from tests.infra.events import EVENTS_DIR
 
 TABLE = "RecommendationsTable"
-IDEMPOTENCY_TABLE = "IdempotencyTable"
 READ = {TABLE: {"dynamodb:GetItem"}}
-WRITE = {TABLE: {"dynamodb:GetItem", "dynamodb:PutItem"}}  # what recsys.store calls
+WRITE = {TABLE: {"dynamodb:GetItem", "dynamodb:PutItem"}}  # what recsys.store calls (record_purchases: its orders too)
 LIST_AND_HISTORY = {TABLE: {"dynamodb:Query", "dynamodb:PutItem"}}  # generate, update: list and history in one Query
-ORDERS = {IDEMPOTENCY_TABLE: {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}}  # Powertools
 ACTIONS = {  # the exact DynamoDB actions each function may call, per table
     "CustomerRecommendationsFunction": LIST_AND_HISTORY,
     "ShowRecommendationsFunction": READ,
     "UpdateRecommendationsFunction": LIST_AND_HISTORY,
     "DeleteRecommendationsFunction": WRITE,
-    "RecordPurchasesFunction": WRITE | ORDERS,
+    "RecordPurchasesFunction": WRITE,
     "BatchGenerateFunction": {TABLE: {"dynamodb:Scan", "dynamodb:GetItem", "dynamodb:PutItem"}},
 }
 ROUTES = {
@@ -214,19 +212,15 @@ def test_each_function_may_call_exactly_its_dynamodb_actions_on_its_tables_only(
         assert granted == expected, function
 
 
-def test_tables_are_on_demand_recoverable_encrypted_expiring_and_retained(template: dict[str, Any]) -> None:
+def test_the_table_is_on_demand_recoverable_encrypted_expiring_and_retained(template: dict[str, Any]) -> None:
     tables = of_type(template, "AWS::DynamoDB::Table")
-    assert set(tables) == {TABLE, IDEMPOTENCY_TABLE}
+    assert set(tables) == {TABLE}  # record_purchases' orders live in the history items: no table of their own
     # a customer's list and history: one partition, two items (record = "list" | "history")
     assert tables[TABLE]["Properties"]["KeySchema"] == [
         {"AttributeName": "customer_id", "KeyType": "HASH"},
         {"AttributeName": "record", "KeyType": "RANGE"},
     ]
     assert tables[TABLE]["Properties"]["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
-    # Powertools' DynamoDBPersistenceLayer defaults: key `id`, expiry `expiration`
-    assert tables[IDEMPOTENCY_TABLE]["Properties"]["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
-    ttl = tables[IDEMPOTENCY_TABLE]["Properties"]["TimeToLiveSpecification"]
-    assert ttl == {"AttributeName": "expiration", "Enabled": True}
     for table in tables.values():
         properties = table["Properties"]
         assert properties["BillingMode"] == "PAY_PER_REQUEST"
@@ -243,14 +237,6 @@ def test_every_function_is_traced_and_configured_for_powertools(transformed: dic
         variables = properties["Environment"]["Variables"]
         assert variables["TABLE_NAME"] == {"Ref": TABLE}
         assert {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "LOG_LEVEL"} <= set(variables)
-
-
-def test_only_record_purchases_is_told_the_idempotency_table(transformed: dict[str, Any]) -> None:
-    told = {
-        name: function["Properties"]["Environment"]["Variables"].get("IDEMPOTENCY_TABLE_NAME")
-        for name, function in of_type(transformed, "AWS::Lambda::Function").items()
-    }
-    assert {name: ref for name, ref in told.items() if ref} == {"RecordPurchasesFunction": {"Ref": IDEMPOTENCY_TABLE}}
 
 
 def test_dashboard_body_is_json_and_shows_every_function(template: dict[str, Any]) -> None:

@@ -30,7 +30,6 @@ pytestmark = pytest.mark.slow
 
 REGION = "us-east-1"
 TABLE = "recommendations-invoke"
-IDEMPOTENCY_TABLE = "recommendations-invoke-orders"
 GENERATE = "CustomerRecommendationsFunction"
 SHOW = "ShowRecommendationsFunction"
 UPDATE = "UpdateRecommendationsFunction"
@@ -62,7 +61,7 @@ def invoke(
 ) -> Iterator[Invoke]:
     """invoke(logical id) -> (status, JSON body): the function's handler on its event, against a fresh table."""
     model_dir = skip_until_ready(template, request)
-    names = table_names(template, TABLE, IDEMPOTENCY_TABLE)
+    names = table_names(template, TABLE)
     for name, value in {
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
@@ -97,7 +96,6 @@ def invoke(
     with mock_aws():
         for name, value in environment(template, None, names).items():
             monkeypatch.setenv(name, value)
-        monkeypatch.setenv("IDEMPOTENCY_TABLE_NAME", IDEMPOTENCY_TABLE)  # the record function's own variable
         create_table(load_settings(), template)
         seed = DynamoDBStore(load_settings())  # the events' customer's purchase history, as import-history seeds it
         seed.put_history(request.getfixturevalue("histories").by_customer[CUSTOMER_ID])

@@ -28,6 +28,7 @@ from tests.infra.events import EVENTS_DIR
 from tests.support.api import TABLE
 from tests.support.data import KNOWN_CUSTOMER, SliceHistories
 from tests.support.moto_dynamodb import make_conditional_writes_atomic, moto_server
+from tests.support.races import LostRaces
 
 K = 10
 UPDATERS = 32
@@ -144,19 +145,6 @@ def test_a_customer_whose_write_keeps_losing_is_failed_and_listed(
     assert done.failed == [KNOWN_CUSTOMER]
     assert (done.seen, done.written) == (len(histories.by_customer), len(histories.by_customer) - 1)
     assert done.to_json()["failed_customers"] == [KNOWN_CUSTOMER]
-
-
-class LostRaces(DynamoDBStore):
-    """The DynamoDB store, counting the conditional list writes that lost a race."""
-
-    lost = 0
-
-    def put(self, stored: RecommendationList) -> RecommendationList:
-        try:
-            return super().put(stored)
-        except VersionConflict:
-            LostRaces.lost += 1
-            raise
 
 
 @pytest.fixture

@@ -20,8 +20,6 @@ from recsys_tools.bench.handlers import lambda_environment
 from tests.support.api import Api, raw_item
 from tests.support.data import KNOWN_CUSTOMER, UNKNOWN_CUSTOMER, SliceHistories
 
-IDEMPOTENCY = "aws_lambda_powertools.utilities.idempotency"
-
 
 def ids(body: dict[str, Any]) -> list[str]:
     return [item["product_id"] for item in body["items"]]
@@ -205,10 +203,10 @@ def test_bad_input_is_a_clear_4xx_with_the_error_shape_and_writes_nothing(
 @pytest.mark.parametrize(
     ("operation", "heavy_modules", "light_modules"),
     [
-        ("show_recommendations", (), ("tensorflow", "scann", "aws_xray_sdk", IDEMPOTENCY)),
-        ("delete_recommendations", (), ("tensorflow", "scann", "aws_xray_sdk", IDEMPOTENCY)),
+        ("show_recommendations", (), ("tensorflow", "scann", "aws_xray_sdk")),
+        ("delete_recommendations", (), ("tensorflow", "scann", "aws_xray_sdk")),
         ("record_purchases", (), ("tensorflow", "scann", "aws_xray_sdk")),
-        ("customer_recommendations", ("tensorflow", "scann", "aws_xray_sdk"), (IDEMPOTENCY,)),
+        ("customer_recommendations", ("tensorflow", "scann", "aws_xray_sdk"), ()),
     ],
 )
 def test_each_handler_imports_only_what_its_template_environment_needs(
@@ -222,7 +220,6 @@ def test_each_handler_imports_only_what_its_template_environment_needs(
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300, check=False
     )
-    # Then the model-less functions load neither TensorFlow nor the X-Ray SDK; generate loads both; only
-    # record_purchases may load Powertools' idempotency utility (on its first request, not at init)
+    # Then the model-less functions load neither TensorFlow nor the X-Ray SDK; generate loads both
     assert result.returncode == 0, result.stderr
     assert result.stdout.split("\n")[-2] == str(sorted(heavy_modules))

@@ -23,7 +23,7 @@ from recsys.service import default_service
 from recsys.settings import REPO_ROOT, load_settings
 from recsys.store import DynamoDBStore, dynamodb_client
 from recsys_tools.events import FakeLambdaContext, http_api_event
-from recsys_tools.template import functions, idempotency_table_logical_id, load_template, table_logical_id
+from recsys_tools.template import functions, load_template, table_logical_id
 from tests.support.moto_dynamodb import throttled
 
 FAKE_ACCOUNT = "123456789012"  # the documented example account id used in test events
@@ -34,7 +34,7 @@ SECRETS = {
     "account id": re.compile(r"(?<![\w.-])\d{12}(?![\w-])"),
 }
 # Each operation's handler taken through every path it has: missing list, first write, later writes; for
-# record_purchases also a redelivered order and one that fails (DynamoDB throttled) and so leaves no order record.
+# record_purchases also a redelivered order and one that fails (DynamoDB throttled) and so records nothing.
 ORDER = {"order_id": "order-1", "purchases": [{"product_id": "MANUAL-1", "quantity": 2}]}
 SCENARIOS: dict[str, list[dict[str, Any]]] = {
     "customer_recommendations": [{}, {"seeded": True}],
@@ -99,17 +99,11 @@ def test_each_function_is_granted_exactly_the_dynamodb_actions_its_handler_calls
     template = load_template()
     checked = []
     for logical_id, function in functions(template).items():  # SAM's logical ids are the transformed functions' too
-        # Given the function's handler (both its tables through one client) and the actions its role allows
+        # Given the function's handler (its table through one client) and the actions its role allows
         granted = granted_dynamodb_actions(transformed, logical_id)
         settings = load_settings()
         client = dynamodb_client(settings)
-        called = recording_calls(
-            client,
-            {
-                settings.table_name: table_logical_id(template),
-                settings.idempotency_table_name: idempotency_table_logical_id(template),
-            },
-        )
+        called = recording_calls(client, {settings.table_name: table_logical_id(template)})
         handler = make_handler(function.operation, service_factory=partial(default_service, client=client))
         seeder = DynamoDBStore(settings)  # not recorded
         customer = f"iam-{function.operation}"

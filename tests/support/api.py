@@ -19,7 +19,6 @@ from recsys.operations import LIST_ROUTE, OPERATIONS, Operation
 from recsys_tools.events import FakeLambdaContext, http_api_event
 
 TABLE = "recommendations-test"
-IDEMPOTENCY_TABLE = "recommendations-idempotency"  # Settings' default: the tests' environment leaves it unset
 LIST_OPERATIONS = {op.method: op for op in OPERATIONS if op.route == LIST_ROUTE}
 
 

@@ -26,7 +26,6 @@ from recsys.operations import GENERATE, OPERATIONS, RECORD_PURCHASES
 from recsys.settings import REPO_ROOT, Settings
 from recsys_tools.bench.cpu_quota import CpuQuota, lambda_cpu_share
 from recsys_tools.bench.handlers import (
-    IDEMPOTENCY_TABLE,
     bench_history,
     lambda_environment,
     patched_environ,
@@ -49,12 +48,12 @@ def _byte_compile() -> None:
 
 
 def _seed(events: dict[str, dict[str, Any]], history: PurchaseHistory) -> None:
-    """The tables, the benchmark customer's history and a stored list for them (show and delete need one)."""
+    """The table, the benchmark customer's history and a stored list for them (show and delete need one)."""
     from recsys.domain import Recommendation, RecommendationList
     from recsys.store import DynamoDBStore
     from recsys_tools.local_stack import create_table
 
-    settings = Settings(idempotency_table_name=IDEMPOTENCY_TABLE)  # the record function's
+    settings = Settings()
     create_table(settings)
     store = DynamoDBStore(settings)
     customer = events["show_recommendations"]["pathParameters"]["customer_id"]

@@ -4,8 +4,8 @@ Warm latency is measured in this process three ways: with DynamoDB under moto's 
 (each operation answered at the HTTP layer with the response moto last gave it, so botocore still serialises, signs
 and parses every call but no server runs: DynamoDB at zero latency, without moto's slow response serialiser); and with
 the service's store swapped for an in-memory one (no boto3 at all), which leaves the handler, service and model.
-record_purchases records a new order on every call (its idempotency layer, Powertools', on the same DynamoDB client;
-in memory, recsys_tools.fakes.InMemoryLedger): a redelivery would be a cheaper path.
+record_purchases records a new order on every call (the order remembered in the history item, written with its
+purchases): a redelivery would be a cheaper path.
 """
 
 from __future__ import annotations
@@ -28,11 +28,10 @@ from recsys.service import RecommendationService, default_service
 from recsys.settings import Settings
 from recsys_tools.bench.timing import Figure, measure
 from recsys_tools.events import FakeLambdaContext, http_api_event
-from recsys_tools.fakes import InMemoryLedger, InMemoryStore
+from recsys_tools.fakes import InMemoryStore
 from recsys_tools.template import environment, function_for, load_template, table_names
 
 TABLE = "recommendations-bench"
-IDEMPOTENCY_TABLE = "recommendations-bench-idempotency"
 REGION = "us-east-1"
 
 
@@ -41,7 +40,7 @@ def lambda_environment(model_dir: Path, operation: str | None = None) -> dict[st
     benchmark's table, with MODEL_DIR as the image sets it and moto's fake credentials."""
     template = load_template()
     logical_id = function_for(template, operation).logical_id if operation else None
-    return environment(template, logical_id, table_names(template, TABLE, IDEMPOTENCY_TABLE)) | {
+    return environment(template, logical_id, table_names(template, TABLE)) | {
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",  # nosec B105 - moto's dummy credentials
         "AWS_SESSION_TOKEN": "testing",  # nosec B105
@@ -192,8 +191,8 @@ def warm_handlers(model_dir: Path, *, repeat: int, warmup: int) -> dict[str, dic
         open(os.devnull, "w") as sink,  # Powertools prints each invocation's metrics (EMF) to stdout
         contextlib.redirect_stdout(sink),
     ):
-        settings = Settings(idempotency_table_name=IDEMPOTENCY_TABLE)  # the record function's, as its environment says
-        client = dynamodb_client(settings)  # one client for every handler and both tables, observed by the recorder
+        settings = Settings()
+        client = dynamodb_client(settings)  # one client for every handler, observed by the recorder
         on_dynamodb = _handlers(model_dir, lambda s: default_service(s, client=client))
         history = bench_history(Artifact(model_dir), int(time.time()))
         with mock_aws():
@@ -204,8 +203,8 @@ def warm_handlers(model_dir: Path, *, repeat: int, warmup: int) -> dict[str, dic
         # moto stopped: its hook passes, the recording answers
         with dynamodb_replayed(client, recorded, lambda: current[0]):
             figures["dynamodb_replayed"] = measure(calls(on_dynamodb), repeat, warmup)
-        memory, ledger = InMemoryStore(), InMemoryLedger()
+        memory = InMemoryStore()
         memory.put_history(history)
-        in_memory = _handlers(model_dir, lambda s: default_service(s, memory, ledger=ledger))
+        in_memory = _handlers(model_dir, lambda s: default_service(s, memory))
         figures["in_memory_store"] = measure(calls(in_memory), repeat, warmup)
     return figures
