@@ -5,7 +5,9 @@ Warm latency is measured in this process three ways: with DynamoDB under moto's 
 and parses every call but no server runs: DynamoDB at zero latency, without moto's slow response serialiser); and with
 the service's store swapped for an in-memory one (no boto3 at all), which leaves the handler, service and model.
 record_purchases records a new order on every call (the order remembered in the history item, written with its
-purchases): a redelivery would be a cheaper path.
+purchases: a redelivery would be a cheaper path), for the next of BUYERS customers in turn, each seeded with the
+benchmark history: a few orders remembered per customer, as in a day of a shop. One customer taking every order (the
+other operations' customer) would carry MAX_REMEMBERED_ORDERS orders in its item after a few hundred calls.
 """
 
 from __future__ import annotations
@@ -66,13 +68,14 @@ def patched_environ(values: Mapping[str, str], remove: tuple[str, ...] = ("DYNAM
 
 BENCH_CUSTOMER = "bench-customer"
 HISTORY_PRODUCTS = 50  # distinct products in the benchmark customer's history (the retail median is about 40)
+BUYERS = [f"bench-buyer-{i:03d}" for i in range(100)]  # record_purchases' customers, in turn
 
 
-def bench_history(model: Artifact, now: int) -> PurchaseHistory:
+def bench_history(model: Artifact, now: int, customer: str = BENCH_CUSTOMER) -> PurchaseHistory:
     """The benchmark customer's history: HISTORY_PRODUCTS products of the catalogue, bought over the last year."""
     products = sorted(model.catalogue)[3 : 3 + HISTORY_PRODUCTS]
     purchases = [Purchase(p, 1 + i % 4, now - (i * 7 + 1) * 86_400) for i, p in enumerate(products)]
-    return PurchaseHistory(BENCH_CUSTOMER).add(purchases, len(products), "United Kingdom")
+    return PurchaseHistory(customer).add(purchases, len(products), "United Kingdom")
 
 
 def request_events(model: Artifact) -> dict[str, dict[str, Any]]:
@@ -169,7 +172,10 @@ def warm_handlers(model_dir: Path, *, repeat: int, warmup: int) -> dict[str, dic
     from recsys.store import DynamoDBStore, dynamodb_client
     from recsys_tools.local_stack import create_table
 
-    events = request_events(Artifact(model_dir))
+    model = Artifact(model_dir)
+    events = request_events(model)
+    record = events[RECORD_PURCHASES.name]
+    orders_by_buyer = [http_api_event(RECORD_PURCHASES, buyer, body=json.loads(record["body"])) for buyer in BUYERS]
     context = FakeLambdaContext()
     orders = itertools.count(1)  # a new order per record_purchases call, in every variant
     current = [""]  # the operation being invoked: the recording and the replay are kept per operation
@@ -179,7 +185,8 @@ def warm_handlers(model_dir: Path, *, repeat: int, warmup: int) -> dict[str, dic
             current[0] = operation
             event = events[operation]
             if operation == RECORD_PURCHASES.name:
-                event = with_order_id(event, f"bench-{next(orders)}")
+                order = next(orders)
+                event = with_order_id(orders_by_buyer[order % len(BUYERS)], f"bench-{order}")
             status = handlers[operation](event, context)["statusCode"]
             if status != 200:
                 raise RuntimeError(f"{operation} answered {status}")
@@ -194,17 +201,20 @@ def warm_handlers(model_dir: Path, *, repeat: int, warmup: int) -> dict[str, dic
         settings = Settings()
         client = dynamodb_client(settings)  # one client for every handler, observed by the recorder
         on_dynamodb = _handlers(model_dir, lambda s: default_service(s, client=client))
-        history = bench_history(Artifact(model_dir), int(time.time()))
+        now = int(time.time())
+        histories = [bench_history(model, now, customer) for customer in (BENCH_CUSTOMER, *BUYERS)]
         with mock_aws():
             create_table(settings)
-            DynamoDBStore(settings).put_history(history)
+            for history in histories:
+                DynamoDBStore(settings).put_history(history)
             with dynamodb_recorded(client, lambda: current[0]) as recorded:
                 figures = {"dynamodb_moto": measure(calls(on_dynamodb), repeat, warmup)}
         # moto stopped: its hook passes, the recording answers
         with dynamodb_replayed(client, recorded, lambda: current[0]):
             figures["dynamodb_replayed"] = measure(calls(on_dynamodb), repeat, warmup)
         memory = InMemoryStore()
-        memory.put_history(history)
+        for history in histories:
+            memory.put_history(history)
         in_memory = _handlers(model_dir, lambda s: default_service(s, memory))
         figures["in_memory_store"] = measure(calls(in_memory), repeat, warmup)
     return figures
