@@ -319,6 +319,11 @@ def exact_top_many(
     if excluded is not None:
         scores[excluded] = -np.inf
     k = min(k, len(vectors))
+    if rows == 1:  # a request's one query: the same steps on one row, without the 2-D calls' cost (half the time)
+        (row,) = scores
+        top_row = np.argpartition(row, -k)[-k:] if k < len(vectors) else np.arange(k)
+        ordered = top_row[np.argsort(-row[top_row], kind="stable")]  # ties in the order they come, as below
+        return ordered[None].astype(np.int64), row[ordered][None]
     top = np.argpartition(scores, -k, axis=1)[:, -k:] if k < len(vectors) else np.tile(np.arange(k), (rows, 1))
     values = np.take_along_axis(scores, top, axis=1)
     order = descending_order(values.ravel(), np.full(rows, k)).reshape(rows, k) - np.arange(0, rows * k, k)[:, None]
