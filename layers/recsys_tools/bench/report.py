@@ -116,7 +116,11 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     )
     _cold_targets(results, check)
     for store, how in (("dynamodb_moto", ""), ("dynamodb_replayed", ", DynamoDB replayed (no moto)")):
-        for operation, limit in (("customer_recommendations", 10.0), ("show_recommendations", 5.0)):
+        for operation, limit in (
+            ("customer_recommendations", 10.0),
+            ("show_recommendations", 5.0),
+            ("record_purchases", 5.0),
+        ):
             warm = _get(results, "handlers", store, operation, "median")
             name = f"warm {OPERATIONS_SHORT[operation]} end to end p50{how}"
             check(name, f"<= {limit:g} ms", warm, partial(_at_most, limit))
