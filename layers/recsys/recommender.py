@@ -231,7 +231,7 @@ class Recommender:
         ``exclude_purchased``, the history."""
         import numpy as np
 
-        if self.exact_retrieval:  # one matrix product for all customers
+        if self.exact_retrieval:  # the page's top k at once (scores: one matrix-vector product a customer)
             top, scores = exact_top_many(
                 self._product_vectors, queries, self._k_max, (histories.customer, histories.rows)
             )
