@@ -319,15 +319,10 @@ def exact_top_many(
     if excluded is not None:
         scores[excluded] = -np.inf
     k = min(k, len(vectors))
-    if rows == 1:  # a request's one query: the same steps on one row, without the 2-D calls' cost (half the time)
-        (row,) = scores
-        top_row = np.argpartition(row, -k)[-k:] if k < len(vectors) else np.arange(k)
-        ordered = top_row[np.argsort(-row[top_row], kind="stable")]  # ties in the order they come, as below
-        return ordered[None].astype(np.int64), row[ordered][None]
     top = np.argpartition(scores, -k, axis=1)[:, -k:] if k < len(vectors) else np.tile(np.arange(k), (rows, 1))
-    values = np.take_along_axis(scores, top, axis=1)
-    order = descending_order(values.ravel(), np.full(rows, k)).reshape(rows, k) - np.arange(0, rows * k, k)[:, None]
-    return np.take_along_axis(top, order, axis=1).astype(np.int64), np.take_along_axis(values, order, axis=1)
+    values = scores.ravel()[(top + np.arange(0, scores.size, len(vectors))[:, None]).ravel()]  # flat: no 2-D gathers
+    order = descending_order(values, np.full(rows, k))  # each query's k, best first, queries in order
+    return top.ravel()[order].reshape(rows, k).astype(np.int64), values[order].reshape(rows, k)
 
 
 def candidates(retrieved: Ints, history: HistoryArrays, *, exclude_purchased: bool) -> Ints:
@@ -418,6 +413,9 @@ def descending_order(values: Floats, sizes: Ints) -> Ints:
 
     if not len(values):
         return np.zeros(0, np.int64)
+    if len(sizes) == 1:  # one customer (a request): a stable sort of its keys is faster than building unique ones
+        single: Ints = np.argsort(_descending(values), kind="stable")
+        return single
     segment, starts = _segment_ids(sizes), _starts(sizes)
     position_bits = int(sizes.max()).bit_length()
     if len(sizes).bit_length() + 32 + position_bits > 63:
