@@ -112,8 +112,8 @@ class Recommender:
     (pinned by tests).
 
     ``recommend_many`` runs the same two stages for many customers at once (batch generation): the queries, the
-    search (exact: one matrix product for all; ScaNN: one search per customer, ``search_many``), the candidates'
-    features and one pass of the ranking head for all of them.
+    search (exact: matrix products of a few queries at a time; ScaNN: one search per customer, ``search_many``), the
+    candidates' features and one pass of the ranking head for all of them.
     ``recommend`` is ``recommend_many`` of one customer, and no number depends on the customers computed with it, so a
     customer gets the same list either way."""
 
@@ -136,7 +136,8 @@ class Recommender:
         self.exact_retrieval = retrieval == "exact" or (retrieval == "auto" and small)
         self._product_rows = {product_id: row for row, product_id in enumerate(product_ids)}
         self._country_rows = {country: row for row, country in enumerate(countries)}
-        self._product_vectors: Floats = model.product_embeddings.numpy()[: len(product_ids)]
+        # [D, P]: a product's vector is a column (what exact search multiplies by, see exact_top_many)
+        self._product_columns = np.ascontiguousarray(model.product_embeddings.numpy()[: len(product_ids)].T)
         self._history_vectors = np.ascontiguousarray(model.history_embeddings.numpy()[: len(product_ids)].T)  # [D, P]
         self._country_vectors: Floats = model.country_embeddings.numpy()[: len(countries)]
         dimensions = self._country_vectors.shape[1]  # the last row: zeros, the vector of an unknown country
@@ -216,7 +217,7 @@ class Recommender:
 
     def exact_candidates(self, query: Floats, exclude_rows: Ints | None = None) -> tuple[Ints, Floats]:
         """The exact top k_max product rows by model score, best first, leaving out ``exclude_rows`` (brute force)."""
-        return exact_top(self._product_vectors, query, self._k_max, exclude_rows)
+        return exact_top(self._product_columns, query, self._k_max, exclude_rows)
 
     def _candidates(self, history: HistoryArrays, country: str | None, *, exclude_purchased: bool) -> Ints:
         """One customer's ``_candidates_many``."""
@@ -231,9 +232,9 @@ class Recommender:
         ``exclude_purchased``, the history."""
         import numpy as np
 
-        if self.exact_retrieval:  # the page's top k at once (scores: one matrix-vector product a customer)
+        if self.exact_retrieval:  # the page's top k at once
             top, scores = exact_top_many(
-                self._product_vectors, queries, self._k_max, (histories.customer, histories.rows)
+                self._product_columns, queries, self._k_max, (histories.customer, histories.rows)
             )
             found = np.isfinite(scores)
             return with_histories(top[found], found.sum(axis=1), histories, exclude_purchased=exclude_purchased)

@@ -258,69 +258,73 @@ class Head:
         return tuple(layers), self.kernels[-1][:, 0].astype(np.float32), float(self.biases[-1][0])
 
     def _logits(self, features: Floats) -> Floats:
+        """The logits of up to LOGIT_ROWS rows, computed on ROW_MULTIPLE-padded rows (see ROW_MULTIPLE)."""
         import numpy as np
 
         layers, output, output_bias = self._layers
-        hidden: Floats = np.empty((len(features), features.shape[1] + 1), np.float32)
-        np.subtract(features, self.mean, out=hidden[:, :-1])  # the mean not folded: it may be large against std
+        rows = len(features)
+        # column-major, as the features come (BLAS reads it transposed); padding rows of zeros
+        hidden: Floats = np.zeros((features.shape[1] + 1, rows + -rows % ROW_MULTIPLE), np.float32).T
+        np.subtract(features, self.mean, out=hidden[:rows, :-1])  # the mean not folded: it may be large against std
         hidden[:, -1] = 1.0
         for layer in layers:
-            hidden = rows_product(hidden, layer)
+            hidden = hidden @ layer
             np.maximum(hidden, 0.0, out=hidden)
-        # the output layer (one unit) as each row's sum: BLAS rounds a matrix-vector product's last rows differently
-        hidden *= output
-        out: Floats = hidden.sum(axis=1)
+        out: Floats = (hidden @ output)[:rows]
         out += np.float32(output_bias)
         return out
 
 
-def rows_product(a: Floats, b: Floats) -> Floats:
-    """``a @ b`` by BLAS's matrix-matrix product. For the ranking heads' layers its rows have the same bits whichever
-    rows come with them (pinned by tests: 1 to 69 rows at several offsets on this machine; not so for every shape, see
-    ``exact_top_many``); numpy computes a single row with the matrix-vector product, which rounds differently, so a
-    single row is computed beside a row of zeros."""
-    import numpy as np
-
-    if len(a) != 1:
-        product: Floats = a @ b
-        return product
-    return (np.concatenate([a, np.zeros_like(a)]) @ b)[:1]
-
-
+# The heads' products are BLAS's, whose rounding of a row may depend on the rows around it: a matrix-vector product
+# rounds its last rows (fewer than its kernel's block) differently, and numpy computes a single row's matrix product
+# as a matrix-vector product. Rows padded to a multiple of ROW_MULTIPLE take the same path whatever rows come with
+# them, so a row's logit has the same bits alone and in a batch (pinned by tests, pieces of 1 to 69 rows at random
+# offsets; on this machine's OpenBLAS, 149 of 300 random pieces of a 65,536-row batch got other output bits unpadded,
+# none padded to 4 to 64).
+ROW_MULTIPLE = 16
 LOGIT_ROWS = 4096
 
 
-def exact_top(vectors: Floats, query: Floats, k: int, exclude_rows: Ints | None = None) -> tuple[Ints, Floats]:
+QUERY_ROWS = 4  # queries scored per matrix product (``exact_top_many``)
+
+
+def exact_top(columns: Floats, query: Floats, k: int, exclude_rows: Ints | None = None) -> tuple[Ints, Floats]:
     """One query's ``exact_top_many``, without the padding."""
     import numpy as np
 
     excluded = None if exclude_rows is None else (np.zeros(len(exclude_rows), np.int64), exclude_rows)
-    rows, scores = exact_top_many(vectors, query[None], k, excluded)
+    rows, scores = exact_top_many(columns, query[None], k, excluded)
     found = np.isfinite(scores[0])
     return rows[0][found], scores[0][found]
 
 
 def exact_top_many(
-    vectors: Floats, queries: Floats, k: int, excluded: tuple[Ints, Ints] | None = None
+    columns: Floats, queries: Floats, k: int, excluded: tuple[Ints, Ints] | None = None
 ) -> tuple[Ints, Floats]:
-    """[queries, min(k, len(vectors))] each query's exact top ``k`` rows of ``vectors`` by dot product, best first
-    (ties in ``argpartition``'s order), leaving out the (query, row) pairs ``excluded`` (brute force), with their
-    scores; a query left with fewer than k rows ends with rows scored -inf.
+    """[queries, min(k, products)] each query's exact top ``k`` products by dot product with their vectors (``columns``
+    [D, products], C-contiguous: a product's vector is a column), best first (ties in ``argpartition``'s order), leaving
+    out the (query, row) pairs ``excluded`` (brute force), with their scores; a query left with fewer than k rows ends
+    with rows scored -inf.
 
-    The scores are one matrix-vector product a query, the same call whatever the batch: BLAS's matrix-matrix product
-    for a batch would be 4x faster on the retail model, but a query's scores from it change in the last bits with the
-    number of queries computed with it (7 vs 256 on this machine's OpenBLAS) and with one it is 5x slower."""
+    The scores are matrix products of QUERY_ROWS queries at a time (the last ones padded with zero queries): always
+    the same shape, so BLAS takes the same path and a query's scores have the same bits whichever queries come with it
+    (pinned by tests; a product over a whole batch changes them in the last bits with the batch's size, 7 vs 256 on
+    this machine's OpenBLAS). On the retail model 4 at a time cost 5.5 us a query against 18.5 for one matrix-vector
+    product each, and one query padded to 4 cost 21 us."""
     import numpy as np
 
-    rows = len(queries)
-    scores = np.empty((rows, len(vectors)), np.float32)
-    for i, query in enumerate(queries):
-        np.matmul(vectors, query, out=scores[i])
+    rows, products = len(queries), columns.shape[1]
+    padded = np.zeros((rows + -rows % QUERY_ROWS, columns.shape[0]), np.float32)
+    padded[:rows] = queries
+    all_scores = np.empty((len(padded), products), np.float32)
+    for start in range(0, len(padded), QUERY_ROWS):
+        np.matmul(padded[start : start + QUERY_ROWS], columns, out=all_scores[start : start + QUERY_ROWS])
+    scores = all_scores[:rows]
     if excluded is not None:
         scores[excluded] = -np.inf
-    k = min(k, len(vectors))
-    top = np.argpartition(scores, -k, axis=1)[:, -k:] if k < len(vectors) else np.tile(np.arange(k), (rows, 1))
-    values = scores.ravel()[(top + np.arange(0, scores.size, len(vectors))[:, None]).ravel()]  # flat: no 2-D gathers
+    k = min(k, products)
+    top = np.argpartition(scores, -k, axis=1)[:, -k:] if k < products else np.tile(np.arange(k), (rows, 1))
+    values = scores.ravel()[(top + np.arange(0, scores.size, products)[:, None]).ravel()]  # flat: no 2-D gathers
     order = descending_order(values, np.full(rows, k))  # each query's k, best first, queries in order
     return top.ravel()[order].reshape(rows, k).astype(np.int64), values[order].reshape(rows, k)
 
@@ -443,28 +447,45 @@ def _log_ranks(values: Floats, sizes: Ints, segment: Ints) -> Floats:
     return out
 
 
-EASE_BLOCK = 1 << 17  # (customers x products) EASE totals summed at a time (a megabyte: in cache)
+CUSTOMER_BLOCK = 1 << 17  # (customers x products) dense entries made at a time (a megabyte of float64: in cache)
 
 
-def ease_scores(histories: Histories, tables: ProductTables, rows: Ints, segment: Ints) -> Floats:
-    """EASE scores of the product ``rows`` for their customers (``segment``, ascending): the sum over the products the
-    customer bought of their neighbour weights (float64, in the history's order), for a block of customers at a time."""
-    import numpy as np
+@dataclass(frozen=True)
+class CandidateHistory:
+    """What the customers' histories say of each candidate: where it is in the histories' arrays (``len(rows)``, one
+    past the end, for a product never bought) and its EASE score (the sum over the products the customer bought of
+    their neighbour weights, float64, in the history's order)."""
 
-    products = len(tables.log_popularity)
-    block = max(1, EASE_BLOCK // products)
-    bought_bounds = np.append(histories.starts, len(histories.rows))
-    owner = histories.customer
-    out: Floats = np.empty(len(rows), np.float32)
-    for first in range(0, len(histories), block):
-        last = min(first + block, len(histories))
-        bought = slice(int(bought_bounds[first]), int(bought_bounds[last]))
-        keys = ((owner[bought] - first)[:, None] * products + tables.ease_columns[histories.rows[bought]]).ravel()
-        values = tables.ease_values[histories.rows[bought]].ravel()
-        totals = np.bincount(keys, weights=values, minlength=(last - first) * products)
-        asked = slice(*np.searchsorted(segment, [first, last]).tolist())
-        out[asked] = totals[(segment[asked] - first) * products + rows[asked]]
-    return out
+    history_index: Ints
+    ease: Floats
+
+    @classmethod
+    def of(cls, histories: Histories, tables: ProductTables, rows: Ints, segment: Ints) -> CandidateHistory:
+        """For the candidate product ``rows`` of their customers (``segment``, ascending): a block of customers at a
+        time, each as dense (customers x products) maps of their histories."""
+        import numpy as np
+
+        products = len(tables.log_popularity)
+        block = max(1, CUSTOMER_BLOCK // products)
+        bought_bounds = np.append(histories.starts, len(histories.rows))
+        columns, values = tables.ease_columns, tables.ease_values
+        history_index: Ints = np.empty(len(rows), np.int64)
+        ease: Floats = np.empty(len(rows), np.float32)
+        positions: Ints = np.full(min(block, len(histories)) * products, len(histories.rows), np.int64)
+        for first in range(0, len(histories), block):
+            last = min(first + block, len(histories))
+            bought = slice(int(bought_bounds[first]), int(bought_bounds[last]))
+            bought_rows = histories.rows[bought]
+            bought_keys = (histories.customer[bought] - first) * products
+            asked = slice(*np.searchsorted(segment, [first, last]).tolist())
+            keys = (segment[asked] - first) * products + rows[asked]
+            positions[bought_keys + bought_rows] = np.arange(bought.start, bought.stop)
+            history_index[asked] = positions[keys]
+            positions[bought_keys + bought_rows] = len(histories.rows)  # the map clean for the next block
+            neighbours = (bought_keys[:, None] + columns[bought_rows]).ravel()
+            totals = np.bincount(neighbours, weights=values[bought_rows].ravel(), minlength=(last - first) * products)
+            ease[asked] = totals[keys]
+        return cls(history_index, ease)
 
 
 def features(rows: Ints, history: HistoryArrays, tables: ProductTables) -> Floats:
@@ -476,23 +497,19 @@ def features(rows: Ints, history: HistoryArrays, tables: ProductTables) -> Float
 
 def batch_features(rows: Ints, sizes: Ints, histories: Histories, tables: ProductTables) -> Floats:
     """[len(rows), len(FEATURES)] ranking features of candidate product ``rows`` for many customers: customer i's
-    candidates are the next ``sizes[i]`` rows (in customer order), ranked and normalised among themselves."""
+    candidates are the next ``sizes[i]`` rows (in customer order), ranked and normalised among themselves. Column-major
+    (each feature's values contiguous): made column by column, and the heads read it so."""
     import numpy as np
 
-    products = len(tables.log_popularity)
     segment = _segment_ids(sizes)
-    bought_keys = histories.customer * products + histories.rows  # ascending: rows are sorted within a customer
-    keys = segment * products + rows
-    at = np.minimum(np.searchsorted(bought_keys, keys), len(bought_keys) - 1)
-    bought = bought_keys[at] == keys
-    history_index = np.where(bought, at, len(bought_keys))  # past the history: never bought
+    looked_up = CandidateHistory.of(histories, tables, rows, segment)
+    history_index, ease = looked_up.history_index, looked_up.ease
 
     def log_per_candidate(values: Floats, missing: float = 0.0) -> Floats:
         """log1p of a history column at each candidate (of ``missing`` for one never bought): over the history only."""
         out: Floats = np.log1p(np.append(values, np.float32(missing)))[history_index]
         return out
 
-    ease = ease_scores(histories, tables, rows, segment)
     popularity, recent = tables.log_popularity[rows], tables.log_popularity_recent[rows]
     customer = np.log1p(
         np.stack(
@@ -504,7 +521,7 @@ def batch_features(rows: Ints, sizes: Ints, histories: Histories, tables: Produc
         )
     ).astype(np.float32)[:, segment]
     columns = [
-        bought.astype(np.float32),
+        history_index < len(histories.rows),  # bought
         log_per_candidate(histories.count),
         log_per_candidate(histories.quantity),
         log_per_candidate(histories.days_since, NEVER_DAYS),
@@ -517,10 +534,10 @@ def batch_features(rows: Ints, sizes: Ints, histories: Histories, tables: Produc
         recent - popularity,
         *customer,
     ]
-    out: Floats = np.empty((len(rows), len(columns)), np.float32)
+    out: Floats = np.empty((len(columns), len(rows)), np.float32)
     for i, column in enumerate(columns):
-        out[:, i] = column
-    return out
+        out[i] = column
+    return out.T
 
 
 def sigmoid(logits: Floats) -> Floats:

@@ -103,18 +103,19 @@ def test_too_little_data_for_the_ranking_stage_is_refused_with_a_reason() -> Non
 
 
 def test_a_query_has_the_same_exact_top_alone_and_in_a_batch(recommender: Recommender) -> None:
-    # Given the model's product vectors, queries and past purchases to leave out, the last query's leaving fewer than k
-    # products
-    vectors = recommender._product_vectors
-    queries = np.random.default_rng(3).normal(size=(5, vectors.shape[1])).astype(np.float32)
+    # Given the model's product vectors, 9 queries (scored QUERY_ROWS at a time: some at every position of a product,
+    # the last padded) and past purchases to leave out, one query's leaving fewer than k products
+    columns = recommender._product_columns
+    vectors = columns.T
+    queries = np.random.default_rng(3).normal(size=(9, len(columns))).astype(np.float32)
     k = 50
     excluded = {1: np.asarray([3, 9]), 4: np.arange(len(vectors) - k // 2)}
     pairs = [(i, row) for i, rows in excluded.items() for row in rows.tolist()]
     query_of, rows = np.asarray(pairs).T
     # When their top k is searched for all at once and for each alone
-    top, scores = exact_top_many(vectors, queries, k, (query_of, rows))
+    top, scores = exact_top_many(columns, queries, k, (query_of, rows))
     for i, query in enumerate(queries):
-        alone_rows, alone_scores = exact_top(vectors, query, k, excluded.get(i))
+        alone_rows, alone_scores = exact_top(columns, query, k, excluded.get(i))
         # Then each query gets the same rows and score bits both ways
         found = np.isfinite(scores[i])
         assert top[i][found].tolist() == alone_rows.tolist()
@@ -136,12 +137,17 @@ def test_a_candidates_logit_is_the_same_alone_and_in_a_batch(
     arrays = recommender.history_arrays(histories.by_customer[KNOWN_CUSTOMER].products, histories.now)
     assert arrays is not None
     x = features(np.arange(300, dtype=np.int64), arrays, recommender._tables)
+    rng = np.random.default_rng(5)
+    pieces = [(0, 1), (1, 3), (3, 260), (260, 300)]
+    for size in range(1, 70):
+        start = int(rng.integers(0, len(x) - size + 1))
+        pieces.append((start, start + size))
     for head in recommender._heads.values():
-        # When the ranking head scores them all at once, and in pieces (one row alone among them)
+        # When the ranking head scores them all at once, and in pieces of 1 to 69 rows at random offsets
         together = head.logits(x)
-        pieces = np.concatenate([head.logits(x[a:b]) for a, b in [(0, 1), (1, 3), (3, 260), (260, 300)]])
-        # Then each row's logit has the same bits
-        np.testing.assert_array_equal(pieces, together)
+        for a, b in pieces:
+            # Then each row's logit has the same bits
+            np.testing.assert_array_equal(head.logits(x[a:b]), together[a:b])
 
 
 @pytest.mark.parametrize("customers", [3, 1 << 20])

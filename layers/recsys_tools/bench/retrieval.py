@@ -101,11 +101,8 @@ def retrieval(
     recall_queries = _queries(recommender, workload.sample(recall_customers, seed=2), workload.now)
     exact = exact_top(recommender, recall_queries)
     k = min(model.k_max, len(model.catalogue))
-    built = (
-        build_peers(recommender._product_vectors, np.stack(recall_queries), exact, k)  # the served vectors
-        if peers
-        else []
-    )
+    served_vectors = np.ascontiguousarray(recommender._product_columns.T)  # [P, D], as faiss takes them
+    built = build_peers(served_vectors, np.stack(recall_queries), exact, k) if peers else []
     settings = recommender.search_settings(k)
     # Two groups, each interleaved in itself: the brute-force passes (exact search streams every product vector, 256 MB
     # at 1M products, through the caches) and then the searches, so that a search is timed as a server running only

@@ -117,6 +117,7 @@ def examples(
     parts: list[tuple[Array, Array, Array]] = []
     covered = {view: [] for view in VIEWS}  # type: dict[str, list[float]]
     history_vectors = np.ascontiguousarray(towers.history_embeddings.T)  # as query_embeddings reads them
+    product_columns = np.ascontiguousarray(towers.product_embeddings.T)  # as exact_top reads them
     for history in purchase_histories(active, MAX_HISTORY):
         arrays = HistoryArrays.of(history.products, rows, now)
         if arrays is None:
@@ -129,7 +130,7 @@ def examples(
             None if country is None else towers.country_embeddings[country],
         )
         # as served: the top K_MAX never bought (Recommender.exact_candidates)
-        retrieved, _ = exact_top(towers.product_embeddings, query, K_MAX, arrays.rows)
+        retrieved, _ = exact_top(product_columns, query, K_MAX, arrays.rows)
         candidate_rows = candidates(retrieved, arrays, exclude_purchased=False)
         targets = np.fromiter((rows[p] for p in bought_later[history.customer_id]), np.int64)
         labels = np.isin(candidate_rows, targets)
