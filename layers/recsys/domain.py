@@ -71,21 +71,28 @@ def decay(value: float, ref: int, at: int, half_life_days: int) -> float:
     return value * 2 ** (-(at - ref) / (half_life_days * DAY_SECONDS))
 
 
-@dataclass(frozen=True)
-class ProductHistory:
-    """One product in a customer's history: purchase events, total quantity, the last purchase time and, per half-life
-    in HALF_LIVES_DAYS, the exactly decayed count of purchases as of ``ref`` (epoch seconds)."""
+class ProductHistory(NamedTuple):
+    """One product in a customer's history: purchase events, total quantity, the last purchase time, the time ``ref``
+    (epoch seconds) the decayed counts refer to and, per half-life in HALF_LIVES_DAYS, the exactly decayed count of
+    purchases as of ``ref``. A named tuple of numbers in this order: the model reads a history's products as flat rows
+    of numbers (``recsys.scoring.Histories.read``), twice as fast as a frozen dataclass's attributes."""
 
-    count: int
+    purchases: int  # purchase events
     quantity: int
     last_purchased: int
-    decayed: tuple[float, ...]
     ref: int
+    decayed_30d: float
+    decayed_90d: float
+
+    @property
+    def decayed(self) -> tuple[float, ...]:
+        """The decayed counts, per HALF_LIVES_DAYS."""
+        return self[4:]
 
     @classmethod
     def first(cls, purchase: Purchase) -> ProductHistory:
         at = purchase.purchased_at
-        return cls(1, purchase.quantity, at, tuple(1.0 for _ in HALF_LIVES_DAYS), at)
+        return cls(1, purchase.quantity, at, at, *(1.0 for _ in HALF_LIVES_DAYS))
 
     def add(self, purchase: Purchase) -> ProductHistory:
         """This product bought once more, at any time (purchases may arrive out of order)."""
@@ -97,8 +104,11 @@ class ProductHistory:
             decayed = tuple(d + decay(1.0, at, self.ref, h) for d, h in zip(self.decayed, HALF_LIVES_DAYS, strict=True))
             ref = self.ref
         return ProductHistory(
-            self.count + 1, self.quantity + purchase.quantity, max(self.last_purchased, at), decayed, ref
+            self.purchases + 1, self.quantity + purchase.quantity, max(self.last_purchased, at), ref, *decayed
         )
+
+
+assert len(ProductHistory._fields) == 4 + len(HALF_LIVES_DAYS), "a decayed count field per half-life"
 
 
 class RecordedOrder(NamedTuple):

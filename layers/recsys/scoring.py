@@ -20,8 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from itertools import chain, repeat
-from operator import attrgetter
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from recsys.domain import DAY_SECONDS, HALF_LIVES_DAYS
 
@@ -53,23 +52,10 @@ NEVER_DAYS = 730.0  # "days since bought" of a product never bought
 VIEWS = ("all", "new")  # the ranking heads: every candidate, or only never-bought ones (exclude_purchased)
 
 
-class Bought(Protocol):
-    """What the model reads of one product in a purchase history (recsys.domain.ProductHistory)."""
-
-    @property
-    def count(self) -> int: ...
-
-    @property
-    def quantity(self) -> int: ...
-
-    @property
-    def last_purchased(self) -> int: ...  # epoch seconds
-
-    @property
-    def decayed(self) -> tuple[float, ...]: ...  # per HALF_LIVES_DAYS, as of ref
-
-    @property
-    def ref(self) -> int: ...  # epoch seconds
+# What the model reads of one product in a purchase history: its numbers (count, quantity, last purchase and ref in
+# epoch seconds, then the decayed counts as of ref per HALF_LIVES_DAYS), as ``recsys.domain.ProductHistory`` holds them.
+Bought = Sequence[float]
+BOUGHT_WIDTH = 4 + len(HALF_LIVES_DAYS)
 
 
 @dataclass(frozen=True)
@@ -87,9 +73,6 @@ class HistoryArrays:
         """None when the model knows none of the products (``Histories.read`` of one)."""
         batch, _ = Histories.read([history], product_rows, now)
         return None if batch is None else cls(batch.rows, batch.count, batch.quantity, batch.days_since, batch.decayed)
-
-
-_FIELDS = ("count", "quantity", "last_purchased", "ref")  # what the model reads of a Bought, then its decayed counts
 
 
 @dataclass(frozen=True)
@@ -126,23 +109,22 @@ class Histories:
     ) -> tuple[Histories | None, list[int]]:
         """The histories that hold a product the model knows, each product's numbers as of ``now`` (elementwise
         arithmetic: a product's are the same whichever histories are read with it), sorted by product row within a
-        history, and their indexes in ``histories``; None if none does. Read field by field into arrays, without a
-        Python object per product."""
+        history, and their indexes in ``histories``; None if none does. Every product's numbers read into one array,
+        without a Python object per product."""
         import numpy as np
 
         size = sum(map(len, histories))
         owner = np.repeat(np.arange(len(histories)), np.fromiter(map(len, histories), np.int64, len(histories)))
         rows = np.fromiter(map(product_rows.get, chain.from_iterable(histories), repeat(-1)), np.int64, size)
-        bought = list(chain.from_iterable(history.values() for history in histories))
-        fields = np.fromiter(chain.from_iterable(map(attrgetter(*_FIELDS), bought)), np.float64, size * len(_FIELDS))
-        decayed = np.fromiter(chain.from_iterable(b.decayed for b in bought), np.float64, size * len(HALF_LIVES_DAYS))
+        bought = chain.from_iterable(chain.from_iterable(history.values() for history in histories))
+        numbers = np.fromiter(bought, np.float64, size * BOUGHT_WIDTH).reshape(size, BOUGHT_WIDTH)
         known = np.flatnonzero(rows >= 0)
         known = known[np.argsort(owner[known] * (len(product_rows) + 1) + rows[known])]  # by history, then row
         counts = np.bincount(owner[known], minlength=len(histories))
         usable = np.flatnonzero(counts).tolist()
         if not usable:
             return None, usable
-        count, quantity, last, ref = fields.reshape(size, len(_FIELDS))[known].T
+        count, quantity, last, ref, *decayed = numbers[known].T
         half_lives = np.asarray(HALF_LIVES_DAYS, dtype=np.float64)[:, None] * DAY_SECONDS
         since_ref = np.maximum(now - ref, 0.0)
         return cls(
@@ -151,7 +133,7 @@ class Histories:
             quantity=quantity.astype(np.float32),
             days_since=(np.maximum(now - last, 0.0) / DAY_SECONDS).astype(np.float32),
             # decayed as of each ref, then now
-            decayed=(decayed.reshape(size, -1)[known].T * np.exp2(-since_ref / half_lives)).astype(np.float32),
+            decayed=(np.stack(decayed) * np.exp2(-since_ref / half_lives)).astype(np.float32),
             sizes=counts[usable],
         ), usable
 
@@ -264,8 +246,9 @@ class Head:
         layers, output, output_bias = self._layers
         rows = len(features)
         # column-major, as the features come (BLAS reads it transposed); padding rows of zeros
-        hidden: Floats = np.zeros((features.shape[1] + 1, rows + -rows % ROW_MULTIPLE), np.float32).T
+        hidden: Floats = np.empty((features.shape[1] + 1, rows + -rows % ROW_MULTIPLE), np.float32).T
         np.subtract(features, self.mean, out=hidden[:rows, :-1])  # the mean not folded: it may be large against std
+        hidden[rows:] = 0.0
         hidden[:, -1] = 1.0
         for layer in layers:
             hidden = hidden @ layer

@@ -122,7 +122,7 @@ def history_json(products: Mapping[str, ProductHistory]) -> str:
     the decayed counts refer to}}; times in epoch seconds."""
     return _json(
         {
-            product_id: {"n": p.count, "q": p.quantity, "t": p.last_purchased}
+            product_id: {"n": p.purchases, "q": p.quantity, "t": p.last_purchased}
             | {f"d{h}": d for h, d in zip(HALF_LIVES_DAYS, p.decayed, strict=True)}
             | {"ref": p.ref}
             for product_id, p in products.items()
@@ -160,7 +160,7 @@ def _history_from_item(raw: dict[str, Any]) -> PurchaseHistory:
     item = {key: _deserializer.deserialize(value) for key, value in raw.items()}
     products = {
         product_id: ProductHistory(
-            int(p["n"]), int(p["q"]), int(p["t"]), tuple(float(p[f"d{h}"]) for h in HALF_LIVES_DAYS), int(p["ref"])
+            int(p["n"]), int(p["q"]), int(p["t"]), int(p["ref"]), *(float(p[f"d{h}"]) for h in HALF_LIVES_DAYS)
         )
         for product_id, p in json.loads(item["products"]).items()
     }

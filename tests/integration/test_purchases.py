@@ -364,7 +364,7 @@ def test_deliveries_of_one_order_racing_in_several_processes_count_it_once(
     history = service.store.get_history(CUSTOMER)
     assert history is not None
     assert history.version == 1
-    assert (history.products["A1"].count, history.products["A1"].quantity) == (1, 3)
+    assert (history.products["A1"].purchases, history.products["A1"].quantity) == (1, 3)
     assert [o.order_id for o in history.orders] == ["o-race"]
 
 

@@ -23,7 +23,7 @@ def decayed_by_hand(times: list[int], ref: int, half_life_days: int) -> float:
 
 def test_a_first_purchase_counts_once_at_full_weight() -> None:
     history = PurchaseHistory("c1").add([purchase("A", T0, quantity=3)], limit=10, country="France")
-    assert history.products["A"] == ProductHistory(1, 3, T0, (1.0, 1.0), T0)
+    assert history.products["A"] == ProductHistory(1, 3, T0, T0, 1.0, 1.0)
     assert history.country == "France"
 
 
@@ -36,7 +36,7 @@ def test_decayed_counts_are_exact_in_order_and_out_of_order() -> None:
     # Then the counts are what the definition gives at the latest purchase, whatever the order of arrival
     product = history.products["A"]
     assert product.ref == product.last_purchased == max(times)
-    assert product.count == 4
+    assert product.purchases == 4
     for decayed, half_life in zip(product.decayed, HALF_LIVES_DAYS, strict=True):
         assert math.isclose(decayed, decayed_by_hand(times, max(times), half_life), rel_tol=1e-12)
     # And a purchase 30 days before the reference weighs a half at a 30-day half-life
@@ -46,10 +46,10 @@ def test_decayed_counts_are_exact_in_order_and_out_of_order() -> None:
 
 def test_a_product_repeated_in_one_order_counts_each_purchase() -> None:
     history = PurchaseHistory("c1").add([purchase("A", T0, 2), purchase("A", T0, 5), purchase("B", T0)], limit=10)
-    assert history.products["A"].count == 2
+    assert history.products["A"].purchases == 2
     assert history.products["A"].quantity == 7
     assert history.products["A"].decayed == (2.0, 2.0)
-    assert history.products["B"].count == 1
+    assert history.products["B"].purchases == 1
 
 
 def test_the_history_keeps_the_most_recently_bought_products() -> None:

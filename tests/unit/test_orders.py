@@ -35,7 +35,7 @@ def test_an_order_is_remembered_with_the_answer_of_the_write_that_records_it() -
     recorded = history.record("o-1", "h", purchases, "France", T0, max_products=10, max_orders=3, memory=HOUR)
     assert recorded.orders == (RecordedOrder("o-1", "h", 2, 2, 5, to_micros(T0)),)
     assert recorded.updated_at == T0
-    assert recorded.products["A"].count == 2
+    assert recorded.products["A"].purchases == 2
     assert recorded.country == "France"
 
 
@@ -112,7 +112,7 @@ def test_the_largest_history_item_stays_far_below_dynamodbs_limit(max_orders: in
     settings = Settings()
     longest = "x" * (ID_MAX_LENGTH - 4)
     products = {
-        f"{i:04d}{longest}": ProductHistory(10**9, 10**15, 4_102_444_800, (1.2345678901234567e-10,) * 2, 4_102_444_800)
+        f"{i:04d}{longest}": ProductHistory(10**9, 10**15, 4_102_444_800, 4_102_444_800, *(1.2345678901234567e-10,) * 2)
         for i in range(settings.max_history_products)
     }
     at = datetime(2099, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)

@@ -24,7 +24,7 @@ def signature_query(model: Recommender, history: PurchaseHistory, now: float) ->
     out = model.run_signature(
         "query",
         product_ids=products,
-        counts=np.asarray([history.products[p].count for p in products], np.float32),
+        counts=np.asarray([history.products[p].purchases for p in products], np.float32),
         ages_days=np.asarray([(now - history.products[p].last_purchased) / DAY for p in products], np.float32),
         country=history.country or "",
     )
