@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from moto import mock_aws
 from samtranslator.translator.transform import transform  # type: ignore[import-untyped]
 
+import recsys.store
 from recsys.api import create_app
 from recsys.handler import LambdaHandler, make_handler
 from recsys.operations import OPERATIONS
@@ -28,6 +29,13 @@ from recsys_tools.template import all_functions, load_template
 from tests.support.api import TABLE, Api, via_lambda, via_local_app
 from tests.support.data import SliceHistories, slice_histories, write_data_slice
 from tests.support.local_server import recsys_serve
+
+
+@pytest.fixture(autouse=True)
+def validated_dynamodb_requests(monkeypatch: pytest.MonkeyPatch) -> None:
+    """botocore checks every request of the store's clients against DynamoDB's API model, as deployed clients do not
+    (``recsys.store.VALIDATE_PARAMETERS``): a request real DynamoDB would refuse fails a test even where moto is lax."""
+    monkeypatch.setattr(recsys.store, "VALIDATE_PARAMETERS", True)
 
 
 @pytest.fixture(scope="session")

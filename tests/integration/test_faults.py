@@ -13,17 +13,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.exceptions import ParamValidationError
 from botocore.retries.standard import ExponentialBackoff
 from fastapi.testclient import TestClient
 from moto.dynamodb.exceptions import ERROR_TYPE_PREFIX, DynamodbException
 from moto.dynamodb.models import DynamoDBBackend
 
+import recsys.store
 from recsys.api import create_app
 from recsys.domain import Recommendation, RecommendationList
 from recsys.service import default_service
 from recsys.settings import REPO_ROOT, load_settings
 from recsys.store import DynamoDBStore, dynamodb_client
-from tests.support.api import Api, Response, raw_item, via_local_app
+from tests.support.api import TABLE, Api, Response, raw_item, via_local_app
 from tests.support.data import KNOWN_CUSTOMER
 
 OPERATIONS = {"GetItem": "get_item", "PutItem": "put_item"}
@@ -89,6 +91,20 @@ def test_the_store_uses_botocores_standard_retry_mode_with_the_configured_attemp
     # Given DYNAMODB_MAX_ATTEMPTS=4; When the service's DynamoDB client is built; Then it retries in standard mode
     retries = observed.client.meta.config.retries
     assert retries == {"mode": "standard", "total_max_attempts": ATTEMPTS}
+
+
+def test_the_tests_clients_validate_requests_as_deployed_ones_leave_to_dynamodb(
+    observed: Observed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a request DynamoDB's API model refuses (ConsistentRead must be a boolean), which moto answers
+    key = {"customer_id": {"S": "c"}, "record": {"S": "list"}}
+    request: dict[str, Any] = {"TableName": TABLE, "Key": key, "ConsistentRead": "y"}
+    # When the tests' client sends it; Then botocore refuses it (tests/conftest.py turns its check on)
+    with pytest.raises(ParamValidationError):
+        observed.client.get_item(**request)
+    # When a client built as deployed sends it; Then it goes (recsys.store.VALIDATE_PARAMETERS: DynamoDB checks it)
+    monkeypatch.setattr(recsys.store, "VALIDATE_PARAMETERS", False)
+    assert "Item" not in dynamodb_client(load_settings()).get_item(**request)
 
 
 def test_throttled_reads_answer_503_with_retry_after_after_every_configured_attempt(

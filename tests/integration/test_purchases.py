@@ -25,7 +25,7 @@ from recsys.operations import RECORD_PURCHASES
 from recsys.schemas import RecordPurchasesRequest
 from recsys.service import RecommendationService, default_service
 from recsys.settings import REPO_ROOT, load_settings
-from recsys.store import dynamodb_client
+from recsys.store import DynamoDBStore, dynamodb_client
 from tests.support.api import TABLE, Api, raw_item
 from tests.support.data import KNOWN_CUSTOMER
 from tests.support.moto_dynamodb import make_conditional_writes_atomic, moto_server, throttled
@@ -46,16 +46,22 @@ def bought(product_id: str, at: datetime | None = None, quantity: int | None = N
     )
 
 
+PRODUCT_FIGURES = ("n", "q", "t", "ref", "d30", "d90")  # a stored product's array: purchases, quantity, times, decay
+
+
 def stored_history(aws: Any, customer_id: str = CUSTOMER) -> dict[str, Any] | None:
-    """The history item's attributes, its products and remembered orders decoded."""
+    """The history item's attributes and its ``history`` document decoded (each product's figures named)."""
     item = raw_item(aws, customer_id, "history")
     if item is None:
         return None
+    assert set(item) == {"customer_id", "record", "history", "version", "expires_at"}
+    document = json.loads(item["history"]["S"])
     return {
-        "products": json.loads(item["products"]["S"]),
-        "orders": json.loads(item["orders"]["S"]) if "orders" in item else [],
+        "products": {p: dict(zip(PRODUCT_FIGURES, row, strict=True)) for p, row in document["products"].items()},
+        "orders": document.get("orders", []),
         "version": int(item["version"]["N"]),
-        "country": item.get("country", {}).get("S"),
+        "country": document.get("country"),
+        "updated_at": from_micros(document["updated_at"]),
         "expires_at": int(item["expires_at"]["N"]),
     }
 
@@ -168,6 +174,48 @@ def test_a_new_order_is_one_read_and_one_write_and_a_redelivery_one_read(aws: An
     assert recorded_with == ["GetItem", "PutItem"]
     assert calls[len(recorded_with) :] == ["GetItem"]
     assert again == first
+
+
+def test_a_history_stored_in_the_former_layout_is_still_read(api: Api, aws: Any) -> None:
+    # Given a history item written before the ``history`` document: products, orders, country and updated_at as
+    # attributes of their own, one order remembered
+    body = order("o-1", bought("A1", MONDAY, 2), country="France")
+    first = api(RECORD_PURCHASES, CUSTOMER, body=body)
+    assert first.status == 200, first.body
+    recorded = stored_history(aws)
+    assert recorded is not None
+    t0 = int(MONDAY.timestamp())
+    old = {
+        "products": json.dumps({"A1": {"n": 1, "q": 2, "t": t0, "d30": 1.0, "d90": 1.0, "ref": t0}}),
+        "orders": json.dumps(recorded["orders"]),
+        "country": "France",
+        "updated_at": first.body["updated_at"],
+    }
+    aws.put_item(
+        TableName=TABLE,
+        Item={"customer_id": {"S": CUSTOMER}, "record": {"S": "history"}, "version": {"N": "1"}}
+        | {"expires_at": {"N": "4102444800"}}
+        | {name: {"S": value} for name, value in old.items()},
+    )
+    before = raw_item(aws, CUSTOMER, "history")
+    # When its order is delivered again: the first answer, nothing written
+    again = api(RECORD_PURCHASES, CUSTOMER, body=body)
+    assert (again.status, again.body) == (200, first.body)
+    assert raw_item(aws, CUSTOMER, "history") == before
+    # And batch generation's Scan reads it
+    histories = list(DynamoDBStore(load_settings()).histories())
+    assert [(h.products["A1"].quantity, h.country, h.version) for h in histories if h.customer_id == CUSTOMER] == [
+        (2, "France", 1)
+    ]
+    # When a new order comes: it extends the former products, remembers both orders, and is written as a document
+    second = api(RECORD_PURCHASES, CUSTOMER, body=order("o-2", bought("A1", MONDAY)))
+    assert second.status == 200, second.body
+    history = stored_history(aws)
+    assert history is not None
+    assert history["products"]["A1"] == {"n": 2, "q": 3, "t": t0, "d30": 2.0, "d90": 2.0, "ref": t0}
+    assert (history["country"], history["version"]) == ("France", 2)
+    assert [o[0] for o in history["orders"]] == ["o-1", "o-2"]
+    assert history["updated_at"] == datetime.fromisoformat(second.body["updated_at"])
 
 
 @pytest.mark.parametrize(

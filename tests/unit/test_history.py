@@ -7,7 +7,7 @@ import json
 import math
 
 from recsys.domain import DAY_SECONDS, HALF_LIVES_DAYS, ProductHistory, Purchase, PurchaseHistory
-from recsys.store import history_json
+from recsys.store import product_rows
 
 T0 = 1_700_000_000  # epoch seconds
 
@@ -70,8 +70,10 @@ def test_a_later_country_replaces_the_earlier_one_and_none_keeps_it() -> None:
     assert history.add([purchase("A", T0)], 10, "Spain").country == "Spain"
 
 
-def test_the_stored_form_names_each_figure() -> None:
-    history = PurchaseHistory("c1").add([purchase("A", T0, 2)], limit=10)
-    assert json.loads(history_json(history.products)) == {
-        "A": {"n": 1, "q": 2, "t": T0, "d30": 1.0, "d90": 1.0, "ref": T0}
+def test_the_stored_form_holds_each_figure_in_a_fixed_order() -> None:
+    history = PurchaseHistory("c1").add([purchase("A", T0, 2)], limit=10).add([purchase("A", T0 - DAY_SECONDS)], 10)
+    # purchases, quantity, last purchase, ref, then the decayed counts in HALF_LIVES_DAYS' order
+    assert HALF_LIVES_DAYS == (30, 90)
+    assert json.loads(json.dumps(product_rows(history.products))) == {
+        "A": [2, 3, T0, T0, 1.0 + 2 ** (-1 / 30), 1.0 + 2 ** (-1 / 90)]
     }
