@@ -8,6 +8,7 @@ from typing import Any
 
 from recsys.operations import OPERATIONS
 from recsys.recommender import EXACT_SEARCH_MAX_PRODUCTS
+from recsys.scoring import QUERY_ROWS
 from recsys_tools.bench.timing import Figure
 
 SEED_RETAIL_MS = 3.35  # the seed implementation's retail retrieval median
@@ -45,8 +46,8 @@ METHOD = [
     "cgroup CPU quota can be written (not root, no delegated cgroup v2 with the cpu controller).",
     "- Batch generation: every customer of the model, top 20, one thread (BLAS limited to one by threadpoolctl): "
     "the two-stage model in batches of 256 (`Recommender.recommend_many`: queries, the served search (exact: matrix "
-    "products of 4 queries at a time, then the page's top k at once; ScaNN: one search a customer), features of "
-    "all candidates, one pass of the ranking head, per-customer sort), against one customer per call "
+    f"products of {QUERY_ROWS} queries at a time, then the page's top k at once; ScaNN: one search a customer), "
+    "features of all candidates, one pass of the ranking head, per-customer sort), against one customer per call "
     "as served (`Recommender.recommend`, the first 1,000 customers), in turns each round; their ratio and the share "
     "of identical top-20 lists; a profile of `recommend_many`'s steps (microseconds a customer); and retrieval only "
     "through the `recommend` signature in batches of 256.",
