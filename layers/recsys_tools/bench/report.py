@@ -6,6 +6,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+from recsys.batch import PAGE_CUSTOMERS
 from recsys.operations import OPERATIONS
 from recsys.recommender import EXACT_SEARCH_MAX_PRODUCTS
 from recsys.scoring import QUERY_ROWS
@@ -45,12 +46,12 @@ METHOD = [
     "its interpreter starts (`sh -c 'echo $$ > cgroup.procs; exec python ...'`). Skipped, saying why, where no "
     "cgroup CPU quota can be written (not root, no delegated cgroup v2 with the cpu controller).",
     "- Batch generation: every customer of the model, top 20, one thread (BLAS limited to one by threadpoolctl): "
-    "the two-stage model in batches of 256 (`Recommender.recommend_many`: queries, the served search (exact: matrix "
-    f"products of {QUERY_ROWS} queries at a time, then the page's top k at once; ScaNN: one search a customer), "
-    "features of all candidates, one pass of the ranking head, per-customer sort), against one customer per call "
-    "as served (`Recommender.recommend`, the first 1,000 customers), in turns each round; their ratio and the share "
-    "of identical top-20 lists; a profile of `recommend_many`'s steps (microseconds a customer); and retrieval only "
-    "through the `recommend` signature in batches of 256.",
+    f"the two-stage model in pages of {PAGE_CUSTOMERS} (`Recommender.recommend_many`: queries, the served search "
+    f"(exact: matrix products of {QUERY_ROWS} queries at a time, then the page's top k at once; ScaNN: one search "
+    "a customer), features of all candidates, one pass of the ranking head, per-customer sort), against one "
+    "customer per call as served (`Recommender.recommend`, the first 1,000 customers), in turns each round; their "
+    "ratio and the share of identical top-20 lists; a profile of `recommend_many`'s steps (microseconds a "
+    "customer); and retrieval only through the `recommend` signature in pages of the same size.",
     "- Batch generation end to end (`batch_store`): `recsys batch`'s run (default segments and workers, threads "
     "sharing one model) over the retail histories in moto's DynamoDB server started in a child process on loopback; "
     "its parts timed apart: generate's `generation` per customer (one thread), the store's GetItem + conditional "

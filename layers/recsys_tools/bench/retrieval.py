@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from recsys.artifact import Artifact
+from recsys.batch import PAGE_CUSTOMERS
 from recsys.domain import PurchaseHistory
 from recsys.recommender import Recommender
 from recsys.scoring import Bought
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 
 RECALL_K = 10
 SCORED_PRODUCTS = 100
-BATCH_SIZE = 256
+BATCH_SIZE = PAGE_CUSTOMERS  # as `recsys batch` pages its customers
 BATCH_K = 20
 GENERATE_K = 20
 
@@ -200,12 +201,12 @@ def batch_generation(model_dir: Path, workload: Workload, *, repeat: int, single
     """Top-20 for every customer of the workload, customers per second from the histories (the query computation
     included in all), one thread (BLAS limited to one):
 
-    - ``two_stage``: the served two-stage model in batches of 256 (``Recommender.recommend_many``: retrieval and
-      ranking), against ``single``: one customer per call as served (``Recommender.recommend``), on the first
+    - ``two_stage``: the served two-stage model in pages (``Recommender.recommend_many``: retrieval and ranking),
+      against ``single``: one customer per call as served (``Recommender.recommend``), on the first
       ``single_customers`` customers, taking turns in each round; ``two_stage_speedup`` the ratio of the medians, and
       ``identical`` the share of those customers whose top 20 (ids and scores) is the same both ways;
     - ``profile``: where a batch's time goes, microseconds a customer (``batch_profile``);
-    - ``batched``: retrieval only, through the SavedModel's ``recommend`` signature in batches of 256."""
+    - ``batched``: retrieval only, through the SavedModel's ``recommend`` signature in pages of the same size."""
     recommender, _ = timed_load(model_dir)
     histories, now = workload.histories, workload.now
     single = histories[:single_customers]
@@ -264,7 +265,7 @@ def batch_generation(model_dir: Path, workload: Workload, *, repeat: int, single
 def batch_profile(
     recommender: Recommender, asked: Sequence[tuple[Mapping[str, Bought], str | None]], now: float
 ) -> dict[str, float]:
-    """Microseconds a customer in each step of ``Recommender.recommend_many``, over every customer in batches of 256
+    """Microseconds a customer in each step of ``Recommender.recommend_many``, over every customer in pages
     (the steps called one by one, as ``recommend_many`` calls them): history arrays, queries, retrieval (the served
     search, exact or ScaNN, and the candidate rule), features, the ranking head, the per-customer sort."""
     from recsys.scoring import Histories, batch_features, descending_order, sigmoid
