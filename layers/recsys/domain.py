@@ -87,7 +87,7 @@ class ProductHistory(NamedTuple):
     @property
     def decayed(self) -> tuple[float, ...]:
         """The decayed counts, per HALF_LIVES_DAYS."""
-        return self[4:]
+        return self[DECAYED_AT:]
 
     @classmethod
     def first(cls, purchase: Purchase) -> ProductHistory:
@@ -108,7 +108,8 @@ class ProductHistory(NamedTuple):
         )
 
 
-assert len(ProductHistory._fields) == 4 + len(HALF_LIVES_DAYS), "a decayed count field per half-life"
+DECAYED_AT = ProductHistory._fields.index("decayed_30d")  # where a ProductHistory's decayed counts start
+assert len(ProductHistory._fields) - DECAYED_AT == len(HALF_LIVES_DAYS), "a decayed count field per half-life"
 
 
 class RecordedOrder(NamedTuple):

@@ -53,7 +53,8 @@ VIEWS = ("all", "new")  # the ranking heads: every candidate, or only never-boug
 
 
 # What the model reads of one product in a purchase history: its numbers, in ``recsys.domain.ProductHistory``'s order
-# (count, quantity, last purchase and ref in epoch seconds, then the decayed counts as of ref per HALF_LIVES_DAYS).
+# (purchase events, quantity, last purchase and ref in epoch seconds, then the decayed counts as of ref per
+# HALF_LIVES_DAYS).
 Bought = Sequence[float]
 BOUGHT_WIDTH = len(ProductHistory._fields)
 
