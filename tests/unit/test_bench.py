@@ -144,3 +144,33 @@ def test_callables_take_turns_in_blocks_and_each_is_timed_repeat_times() -> None
         ("a", 4),
         ("b", 4),
     ]
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        ([], ("infra/bench/results.json", "infra/bench/results.md")),
+        (
+            ["--only", "batch", "--only", "handlers", "--only", "batch"],
+            (
+                "infra/bench/runs/2026-12-01-0651-batch-handlers.json",
+                "infra/bench/runs/2026-12-01-0651-batch-handlers.md",
+            ),
+        ),
+        (["--quick"], ("infra/bench/runs/2026-12-01-0651-quick.json", "infra/bench/runs/2026-12-01-0651-quick.md")),
+        (["--only", "batch", "--out", "elsewhere"], ("elsewhere/results.json", "elsewhere/results.md")),
+    ],
+)
+def test_a_partial_run_never_replaces_the_full_runs_results(flags: list[str], expected: tuple[str, str]) -> None:
+    import argparse
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from recsys.settings import REPO_ROOT
+    from recsys_tools.bench import add_arguments, destination
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(flags)
+    at = datetime(2026, 12, 1, 6, 51, tzinfo=UTC).astimezone(timezone(timedelta(hours=-5)))  # named in UTC
+    paths = destination(args, at)
+    assert paths == tuple(Path(path) if path.startswith("elsewhere") else REPO_ROOT / path for path in expected)

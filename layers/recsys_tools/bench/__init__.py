@@ -1,4 +1,5 @@
-"""`recsys bench`: measure the service on this machine and write infra/bench/results.json and results.md.
+"""`recsys bench`: measure the service on this machine and write infra/bench/results.json and results.md (a full run)
+or infra/bench/runs/<UTC time>-<sections>.json and .md (a partial one: ``--only``, ``--quick``), unless ``--out``.
 
 Sections: retrieval through the SavedModel signatures (ScaNN vs exact, recall@10) on the current model and on
 synthetic catalogues of 100k and 1M products; the Python wrapper and the update path's scoring; warm Lambda handlers
@@ -22,7 +23,8 @@ from typing import Any
 
 from recsys.settings import REPO_ROOT, Settings
 
-DEFAULT_OUT = REPO_ROOT / "infra" / "bench"
+DEFAULT_OUT = REPO_ROOT / "infra" / "bench"  # a full run's results.json and results.md, the committed figures
+PARTIAL_OUT = DEFAULT_OUT / "runs"  # a partial run's, named by time and sections (so it never replaces a full run's)
 DEFAULT_EMBEDDING_DIM = 64
 SECTIONS = (
     "footprint",
@@ -83,7 +85,12 @@ QUICK = Sizes(
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="directory for results.json and results.md")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="directory for results.json and results.md (default: infra/bench for a full run; a partial run, --only or "
+        "--quick, writes infra/bench/runs/<UTC time>-<sections>.json and .md)",
+    )
     parser.add_argument("--model-dir", type=Path, help="model artifact to measure (default: the current model)")
     parser.add_argument("--quick", action="store_true", help="small catalogues, few repetitions (a smoke test)")
     parser.add_argument("--skip-1m", action="store_true", help="leave out the largest synthetic catalogue")
@@ -103,8 +110,19 @@ def _command(args: argparse.Namespace) -> str:
     words += [word for section in args.only or () for word in ("--only", section)]
     words += ["--model-dir", str(args.model_dir)] if args.model_dir else []
     words += ["--batch-customers", str(args.batch_customers)] if args.batch_customers else []
-    words += ["--out", str(args.out)] if args.out != DEFAULT_OUT else []
+    words += ["--out", str(args.out)] if args.out else []
     return shlex.join(words)
+
+
+def destination(args: argparse.Namespace, now: datetime) -> tuple[Path, Path]:
+    """Where the run's JSON and markdown go: ``--out``'s results.json and results.md; without it a full run's go to
+    DEFAULT_OUT, a partial run's to PARTIAL_OUT, named by ``now`` (UTC) and what ran."""
+    if args.out or not (args.only or args.quick):
+        out: Path = args.out or DEFAULT_OUT
+        return out / "results.json", out / "results.md"
+    label = "-".join([*dict.fromkeys(args.only or ()), *(["quick"] if args.quick else [])])
+    stem = PARTIAL_OUT / f"{now.astimezone(UTC):%Y-%m-%d-%H%M}-{label}"
+    return stem.with_suffix(".json"), stem.with_suffix(".md")
 
 
 def _log(message: str) -> None:
@@ -135,9 +153,10 @@ def run(args: argparse.Namespace) -> int:
     model = Artifact(model_dir)
     wanted = set(args.only or SECTIONS)
     dim = int(model.manifest.get("embedding_dim", DEFAULT_EMBEDDING_DIM))
+    started = datetime.now(UTC)
     results: dict[str, Any] = {
         "command": _command(args),
-        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "generated_at": started.isoformat(timespec="seconds"),
         "machine": environment.machine(),
         "versions": environment.versions(),
         "model": {
@@ -199,9 +218,11 @@ def run(args: argparse.Namespace) -> int:
     if "synthetic" in wanted:
         _synthetic(results, sizes, dim, args.skip_1m)
     results["targets"] = report.evaluate_targets(results)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    json_path, markdown_path = destination(args, started)
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     text = report.markdown(results)
-    (args.out / "results.md").write_text(text, encoding="utf-8")
+    markdown_path.write_text(text, encoding="utf-8")
     print(text)
+    _log(f"wrote {json_path} and {markdown_path.name}")
     return 0
