@@ -118,10 +118,10 @@ def destination(args: argparse.Namespace, now: datetime) -> tuple[Path, Path]:
     """Where the run's JSON and markdown go: ``--out``'s results.json and results.md; without it a full run's go to
     DEFAULT_OUT, a partial run's to PARTIAL_OUT, named by ``now`` (UTC) and what ran."""
     if args.out or not (args.only or args.quick):
-        out: Path = args.out or DEFAULT_OUT
-        return out / "results.json", out / "results.md"
-    label = "-".join([*dict.fromkeys(args.only or ()), *(["quick"] if args.quick else [])])
-    stem = PARTIAL_OUT / f"{now.astimezone(UTC):%Y-%m-%d-%H%M}-{label}"
+        stem: Path = (args.out or DEFAULT_OUT) / "results"
+    else:
+        label = "-".join([*dict.fromkeys(args.only or ()), *(["quick"] if args.quick else [])])
+        stem = PARTIAL_OUT / f"{now.astimezone(UTC):%Y-%m-%d-%H%M}-{label}"
     return stem.with_suffix(".json"), stem.with_suffix(".md")
 
 
